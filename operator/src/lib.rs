@@ -1,1 +1,6 @@
 //! Kiln operator library.
+
+pub mod config;
+pub mod plan;
+pub mod slug;
+pub mod tags;

@@ -134,10 +134,8 @@ impl TestRegistry {
     fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Ok(status) = http_get_status(&self.address, "/v2/") {
-                if status == 200 || status == 401 {
-                    return Ok(());
-                }
+            if let Ok(200 | 401) = http_get_status(&self.address, "/v2/") {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(

@@ -1,1 +1,5 @@
 //! Kiln operator library.
+
+pub mod digest;
+pub mod dockerfile;
+pub mod source;

@@ -49,8 +49,14 @@ fn text_output_prints_the_concurrent_builds_plan() {
 └ Concurrent builds plan (no more than 5 images at the same time)
 ";
     assert!(text.contains(expected_plan), "{text}");
-    assert!(text.starts_with(&format!("Project shop, commit {commit}\n")), "{text}");
-    assert!(text.contains("┌ ⛵ image frontend-assets (linux/amd64)\n"), "{text}");
+    assert!(
+        text.starts_with(&format!("Project shop, commit {commit}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("┌ ⛵ image frontend-assets (linux/amd64)\n"),
+        "{text}"
+    );
     assert!(
         text.contains("│ after image frontend (Dockerfile stage application)\n"),
         "{text}"
@@ -61,7 +67,10 @@ fn text_output_prints_the_concurrent_builds_plan() {
 #[test]
 fn json_output_has_sets_and_stage_digests() {
     let (repo, _) = seed_repo();
-    let out = stdout(&run(&repo, &["--output", "json", "--platform", "linux/amd64,linux/arm64"]));
+    let out = stdout(&run(
+        &repo,
+        &["--output", "json", "--platform", "linux/amd64,linux/arm64"],
+    ));
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         json["sets"],
@@ -73,7 +82,13 @@ fn json_output_has_sets_and_stage_digests() {
     assert_eq!(images.len(), 6);
     let units: Vec<String> = images
         .iter()
-        .map(|i| format!("{} {}", i["name"].as_str().unwrap(), i["platform"].as_str().unwrap()))
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["name"].as_str().unwrap(),
+                i["platform"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(units[0], "backend linux/amd64");
     assert_eq!(units[1], "backend linux/arm64");
@@ -110,7 +125,10 @@ fn parallel_flags_change_the_plan() {
     let (repo, _) = seed_repo();
     let text = stdout(&run(&repo, &["--parallel-tasks-limit", "0"]));
     assert!(text.contains("┌ Concurrent builds plan\n"), "{text}");
-    let out = stdout(&run(&repo, &["--parallel", "false", "--output", "json", "frontend"]));
+    let out = stdout(&run(
+        &repo,
+        &["--parallel", "false", "--output", "json", "frontend"],
+    ));
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["sets"], serde_json::json!([["frontend"]]));
 }
@@ -126,14 +144,19 @@ fn bad_input_exits_non_zero_with_the_cause() {
     let err = failure(&run(&repo, &["--platform", "linux/amd65"]));
     assert!(err.contains("invalid --platform \"linux/amd65\""), "{err}");
     let err = failure(&run(&repo, &["nope"]));
-    assert!(err.contains("image \"nope\" is not defined in werf.yaml"), "{err}");
+    assert!(
+        err.contains("image \"nope\" is not defined in werf.yaml"),
+        "{err}"
+    );
     let err = failure(&run(&repo, &["--revision", "no-such-branch"]));
     assert!(err.contains("no-such-branch"), "{err}");
     let err = failure(&run(&repo, &["--config", "missing.yaml"]));
     assert!(err.contains("missing.yaml not found at commit"), "{err}");
 
     let broken = TestRepo::new();
-    broken.commit(&seed_files("project: shop\nconfigVersion: 1\n---\nimage: a\n  dockerfile: D\n"));
+    broken.commit(&seed_files(
+        "project: shop\nconfigVersion: 1\n---\nimage: a\n  dockerfile: D\n",
+    ));
     let err = failure(&run(&broken, &[]));
     assert!(err.contains("werf.yaml, document 2"), "{err}");
     assert!(err.contains("YAML syntax error"), "{err}");

@@ -79,7 +79,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|p| !p.trim().is_empty())
         .map(|p| {
-            Platform::parse(p).map_err(|reason| anyhow::anyhow!("invalid --platform {p:?}: {reason}"))
+            Platform::parse(p)
+                .map_err(|reason| anyhow::anyhow!("invalid --platform {p:?}: {reason}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let tree = GitTree::open(&args.repo_dir, args.revision.as_deref())

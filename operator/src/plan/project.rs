@@ -182,7 +182,9 @@ pub fn plan_project(
 
     let mut images = Vec::new();
     for name in sets.images() {
-        let index = graph.index_of(name).expect("planned images come from the graph");
+        let index = graph
+            .index_of(name)
+            .expect("planned images come from the graph");
         let image = &config.images[index];
         let depends_on: Vec<(String, Relation)> = graph.nodes()[index]
             .deps
@@ -277,17 +279,19 @@ fn dockerfile_targets(
         let context = clean_repo_path(d.context.as_deref().unwrap_or(""));
         let path = clean_repo_path(&format!("{context}/{}", d.dockerfile));
         if !parsed.contains_key(&path) {
-            let bytes = tree
-                .read_file(&path)?
-                .ok_or_else(|| ProjectPlanError::DockerfileNotFound {
-                    image: image.name.clone(),
-                    path: path.clone(),
-                    commit: tree.commit_id().to_string(),
-                })?;
-            let dockerfile = Dockerfile::parse(&path, &String::from_utf8_lossy(&bytes))
-                .map_err(|source| ProjectPlanError::Dockerfile {
-                    image: image.name.clone(),
-                    source,
+            let bytes =
+                tree.read_file(&path)?
+                    .ok_or_else(|| ProjectPlanError::DockerfileNotFound {
+                        image: image.name.clone(),
+                        path: path.clone(),
+                        commit: tree.commit_id().to_string(),
+                    })?;
+            let dockerfile =
+                Dockerfile::parse(&path, &String::from_utf8_lossy(&bytes)).map_err(|source| {
+                    ProjectPlanError::Dockerfile {
+                        image: image.name.clone(),
+                        source,
+                    }
                 })?;
             parsed.insert(path.clone(), dockerfile);
         }

@@ -52,13 +52,13 @@ impl TestRepo {
         }
         let tree = self.write_tree(&root);
         let tree = self.repo.find_tree(tree).expect("tree");
-        let sig = Signature::new("Kiln Test", "test@kiln.invalid", &Time::new(1_700_000_000, 0))
-            .expect("signature");
-        let parent = self
-            .repo
-            .head()
-            .ok()
-            .and_then(|h| h.peel_to_commit().ok());
+        let sig = Signature::new(
+            "Kiln Test",
+            "test@kiln.invalid",
+            &Time::new(1_700_000_000, 0),
+        )
+        .expect("signature");
+        let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
         let parents: Vec<&git2::Commit> = parent.iter().collect();
         let id = self
             .repo
@@ -150,7 +150,11 @@ pub fn seed_files(werf_yaml: &str) -> Vec<(String, String)> {
 }
 
 /// Replaces (or adds) one file in a snapshot.
-pub fn with_file(mut files: Vec<(String, String)>, path: &str, content: &str) -> Vec<(String, String)> {
+pub fn with_file(
+    mut files: Vec<(String, String)>,
+    path: &str,
+    content: &str,
+) -> Vec<(String, String)> {
     files.retain(|(p, _)| p != path);
     files.push((path.to_string(), content.to_string()));
     files

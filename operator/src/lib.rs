@@ -1,8 +1,10 @@
 //! Kiln operator library.
 
 pub mod config;
+pub mod controller;
 pub mod digest;
 pub mod dockerfile;
+pub mod metrics;
 pub mod mirror;
 pub mod plan;
 pub mod pods;

@@ -1,1 +1,2 @@
 //! Kiln operator library.
+pub mod lock;

@@ -1,1 +1,3 @@
 //! Kiln API types.
+
+pub mod job;

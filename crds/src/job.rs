@@ -66,6 +66,10 @@ pub struct BuildJob {
     pub project: String,
     /// werf image name, used only in logs and the result (e.g. `backend`).
     pub image: String,
+    /// HEAD commit of the project repository, for the `werf-project-repo-commit` label;
+    /// `None` = the source commit (no label when there is no source either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     /// Where the build context comes from. `None` when no stage reads the context (a staged
     /// build of only `ENV`/`RUN`/... instructions, or a v2 `FROM` stage).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -39,12 +39,12 @@ pub enum StageError {
     /// The instruction cannot be applied.
     #[error(transparent)]
     Step(#[from] crate::staged::StepError),
-    /// The source could not be fetched.
+    /// The source could not be fetched (boxed: the largest variant by far).
     #[error(transparent)]
-    Source(#[from] crate::source::SourceError),
+    Source(Box<crate::source::SourceError>),
     /// The ssh-agent could not be prepared.
     #[error(transparent)]
-    Ssh(#[from] crate::ssh_agent::SshAgentError),
+    Ssh(Box<crate::ssh_agent::SshAgentError>),
     /// A registry mirror entry is malformed.
     #[error(transparent)]
     Mirror(#[from] crate::registries::MirrorError),
@@ -62,6 +62,18 @@ pub enum StageError {
     /// A command succeeded but its output was not what Buildah documents.
     #[error("{0}")]
     Output(String),
+}
+
+impl From<crate::source::SourceError> for StageError {
+    fn from(error: crate::source::SourceError) -> Self {
+        StageError::Source(Box::new(error))
+    }
+}
+
+impl From<crate::ssh_agent::SshAgentError> for StageError {
+    fn from(error: crate::ssh_agent::SshAgentError) -> Self {
+        StageError::Ssh(Box::new(error))
+    }
 }
 
 impl StageError {
@@ -152,9 +164,12 @@ fn failure(
 ) -> StageFailure {
     let (exit_code, log_tail) = match error {
         StageError::Command(command) => (command.exit_code(), command.tail().to_owned()),
-        StageError::Source(crate::source::SourceError::Git { source, .. }) => {
-            (source.exit_code(), source.tail().to_owned())
-        }
+        StageError::Source(boxed) => match boxed.as_ref() {
+            crate::source::SourceError::Git { source, .. } => {
+                (source.exit_code(), source.tail().to_owned())
+            }
+            _ => (None, String::new()),
+        },
         _ => (None, String::new()),
     };
     // `buildah bud` exits 1 whatever the RUN returned; the RUN's own status is in its

@@ -35,9 +35,9 @@ pub enum SourceError {
         url: String,
         /// Commit asked for.
         commit: String,
-        /// The failing git command.
+        /// The failing git command (boxed to keep results small).
         #[source]
-        source: CommandError,
+        source: Box<CommandError>,
     },
     /// The checked-out commit is not the one asked for (e.g. an abbreviated hash).
     #[error("fetching {url}: checked out {found} but the job asks for {commit}")]
@@ -134,7 +134,7 @@ pub fn fetch(
     let git_error = |source_err| SourceError::Git {
         url: source.url.clone(),
         commit: source.commit.clone(),
-        source: source_err,
+        source: Box::new(source_err),
     };
     let git = |args: &[&str]| {
         let mut command = Command::new("git");

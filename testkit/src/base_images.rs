@@ -47,7 +47,9 @@ pub fn cache_dir() -> PathBuf {
 /// Uses a private Buildah store (vfs) in a temporary directory, removed afterwards. Errors
 /// name the missing package or the failing command.
 pub fn push_busybox(registry: &str, repository: &str) -> anyhow::Result<BaseImages> {
-    let tmp = tempfile::Builder::new().prefix("kiln-base-images-").tempdir()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("kiln-base-images-")
+        .tempdir()?;
     let arm64_busybox = arm64_busybox(tmp.path())?;
     let buildah = Store::new(tmp.path());
     let applets = applets()?;
@@ -62,7 +64,13 @@ pub fn push_busybox(registry: &str, repository: &str) -> anyhow::Result<BaseImag
         ("arm64", arm64_busybox.as_path(), &images.arm64),
     ] {
         let image = buildah.busybox_image(arch, binary, &applets)?;
-        buildah.run(&["push", "--quiet", "--tls-verify=false", &image, &format!("docker://{reference}")])?;
+        buildah.run(&[
+            "push",
+            "--quiet",
+            "--tls-verify=false",
+            &image,
+            &format!("docker://{reference}"),
+        ])?;
     }
     let list = "kiln-base-busybox-list";
     buildah.run(&["manifest", "create", list])?;
@@ -107,7 +115,11 @@ fn arm64_deb() -> anyhow::Result<PathBuf> {
     let find = || -> anyhow::Result<Option<PathBuf>> {
         for entry in std::fs::read_dir(&debs)? {
             let path = entry?.path();
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             if name.starts_with("busybox-static_") && name.ends_with("_arm64.deb") {
                 return Ok(Some(path));
             }
@@ -166,7 +178,12 @@ impl Store {
     }
 
     /// A busybox image for `arch` with every applet linked into /bin; returns its ID.
-    fn busybox_image(&self, arch: &str, busybox: &Path, applets: &[String]) -> anyhow::Result<String> {
+    fn busybox_image(
+        &self,
+        arch: &str,
+        busybox: &Path,
+        applets: &[String],
+    ) -> anyhow::Result<String> {
         let container = self.run(&["from", "--quiet", "scratch"])?.trim().to_owned();
         let root = PathBuf::from(self.run(&["mount", &container])?.trim());
         let bin = root.join("bin");
@@ -200,7 +217,9 @@ impl Store {
             "[\"sh\"]",
             &container,
         ])?;
-        let id = self.run(&["commit", "--quiet", "--rm", "--format", "docker", &container])?;
+        let id = self.run(&[
+            "commit", "--quiet", "--rm", "--format", "docker", &container,
+        ])?;
         Ok(id.trim().to_owned())
     }
 }
@@ -240,7 +259,10 @@ mod tests {
     fn pushes_both_platforms_and_a_manifest_list() {
         let registry = TestRegistry::start().unwrap();
         let images = push_busybox(registry.address(), "library/busybox").unwrap();
-        assert_eq!(images.list, format!("{}/library/busybox:latest", registry.address()));
+        assert_eq!(
+            images.list,
+            format!("{}/library/busybox:latest", registry.address())
+        );
         let raw = run(Command::new("skopeo").args([
             "inspect",
             "--raw",
@@ -253,7 +275,13 @@ mod tests {
             .as_array()
             .expect("a manifest list")
             .iter()
-            .map(|m| format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap()))
+            .map(|m| {
+                format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap(),
+                    m["platform"]["architecture"].as_str().unwrap()
+                )
+            })
             .collect();
         platforms.sort();
         assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);

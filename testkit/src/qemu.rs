@@ -24,7 +24,8 @@ pub fn ensure_aarch64() -> anyhow::Result<()> {
     if !entry.exists() {
         let conf = std::fs::read_to_string(QEMU_AARCH64_CONF)
             .with_context(|| format!("reading {QEMU_AARCH64_CONF} (install qemu-user-static)"))?;
-        let line = registration_line(&conf).with_context(|| format!("{QEMU_AARCH64_CONF} has no registration line"))?;
+        let line = registration_line(&conf)
+            .with_context(|| format!("{QEMU_AARCH64_CONF} has no registration line"))?;
         let register = Path::new(BINFMT_DIR).join("register");
         if let Err(error) = std::fs::write(&register, line.as_bytes()) {
             // Another test may have registered it in the meantime (EEXIST).
@@ -33,10 +34,13 @@ pub fn ensure_aarch64() -> anyhow::Result<()> {
             }
         }
     }
-    let status = std::fs::read_to_string(&entry)
-        .with_context(|| format!("reading {}", entry.display()))?;
+    let status =
+        std::fs::read_to_string(&entry).with_context(|| format!("reading {}", entry.display()))?;
     if status.lines().next() != Some("enabled") {
-        bail!("{} is registered but not enabled:\n{status}", entry.display());
+        bail!(
+            "{} is registered but not enabled:\n{status}",
+            entry.display()
+        );
     }
     Ok(())
 }

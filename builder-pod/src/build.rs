@@ -192,9 +192,10 @@ fn failure(
 const BUD: &str = "buildah bud";
 
 /// The failing instruction and its exit status from `buildah bud` output: the last
-/// `error building at STEP "INSTRUCTION": … exit status N` line, else the last
-/// `STEP n/m: INSTRUCTION` line.
+/// `building at STEP "INSTRUCTION": exit status N` line (Buildah 1.28 prints it after
+/// `Error: `), else the last `STEP n/m: INSTRUCTION` line.
 pub fn bud_failure(tail: &str) -> Option<(String, Option<i32>)> {
+    const MARK: &str = "building at STEP \"";
     let exit_status = |line: &str| {
         let at = line.rfind("exit status ")?;
         let digits: String = line[at + 12..]
@@ -204,9 +205,10 @@ pub fn bud_failure(tail: &str) -> Option<(String, Option<i32>)> {
         digits.parse().ok()
     };
     for line in tail.lines().rev() {
-        if let Some(at) = line.find("error building at STEP \"") {
-            let rest = &line[at + 24..];
-            if let Some(end) = rest.find("\": ") {
+        if let Some(at) = line.find(MARK) {
+            let rest = &line[at + MARK.len()..];
+            // The instruction may itself contain `": `; the status follows the last one.
+            if let Some(end) = rest.rfind("\": ") {
                 return Some((rest[..end].to_owned(), exit_status(&rest[end..])));
             }
         }
@@ -782,8 +784,13 @@ mod tests {
     fn bud_failure_reads_the_error_line() {
         let tail = "STEP 1/3: FROM busybox\nSTEP 2/3: RUN echo hi\nhi\nSTEP 3/3: RUN exit 3\n\
                     subprocess exited with status 3\n\
-                    Error: error building at STEP \"RUN exit 3\": exit status 3";
+                    Error: building at STEP \"RUN exit 3\": exit status 3";
         assert_eq!(bud_failure(tail), Some(("RUN exit 3".into(), Some(3))));
+        let quoted = "Error: building at STEP \"RUN echo \"a\": b\": exit status 126";
+        assert_eq!(
+            bud_failure(quoted),
+            Some(("RUN echo \"a\": b".into(), Some(126)))
+        );
     }
 
     #[test]

@@ -187,8 +187,10 @@ fn staged_dockerfile_second_run_rebuilds_only_from_the_changed_copy() {
             labels["werf-stage-content-digest"],
             job.stages[i].content_digest
         );
-        assert!(
-            labels.get("werf-project-repo-commit").is_none(),
+        // Instruction stages do not set the commit (as in werf); they inherit the FROM
+        // stage's label with the rest of its config.
+        assert_eq!(
+            labels["werf-project-repo-commit"], first_commit,
             "stage {i}"
         );
     }
@@ -227,6 +229,7 @@ fn staged_dockerfile_second_run_rebuilds_only_from_the_changed_copy() {
     );
     let copy_labels = cfg(0, &second)["config"]["Labels"].clone();
     assert_eq!(copy_labels["werf.io/parent-stage-id"], tags1[1].as_str());
+    assert_eq!(copy_labels["werf-project-repo-commit"], first_commit);
     // The new stages sit on the reused ENV stage's layers.
     let (_, env_manifest) = h.manifest(&format!("{repo}:{}", tags1[1]));
     let (_, run_manifest) = h.manifest(&format!("{repo}:{}", second.result.stages[1].tag));
@@ -419,7 +422,7 @@ fn ssh_key_reaches_run_mount_type_ssh() {
         .iter()
         .map(|(p, c)| (p.as_str(), c.as_slice()))
         .collect();
-    let commit = git.commit(&files);
+    let commit = git.commit_executable(&files);
     let repo = h.repo("ssh");
     let probe = "echo \"sock=$SSH_AUTH_SOCK\" && ssh-add -l";
     let mut job = h.job(&repo);

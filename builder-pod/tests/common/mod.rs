@@ -147,9 +147,22 @@ impl Harness {
         (raw, value)
     }
 
-    /// Tags of a repository, sorted.
+    /// Tags of a repository, sorted; empty when the repository does not exist.
     pub fn tags(&self, repo: &str) -> Vec<String> {
-        let out = skopeo(&["list-tags", &format!("docker://{repo}")]);
+        let out = Command::new("skopeo")
+            .args([
+                "list-tags",
+                "--tls-verify=false",
+                &format!("docker://{repo}"),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && (stderr.contains("name unknown") || stderr.contains("404")) {
+            return vec![];
+        }
+        assert!(out.status.success(), "skopeo list-tags {repo}: {stderr}");
+        let out = String::from_utf8(out.stdout).unwrap();
         let mut tags: Vec<String> = json(&out)["Tags"]
             .as_array()
             .map(|a| a.iter().map(|t| t.as_str().unwrap().to_owned()).collect())
@@ -230,10 +243,21 @@ impl GitRepo {
 
     /// Writes `files` (path, content), commits, pushes; returns the commit.
     pub fn commit(&self, files: &[(&str, &[u8])]) -> String {
+        self.commit_mode(files, 0o644)
+    }
+
+    /// Like [`GitRepo::commit`] with every file executable (mode 755 in git).
+    pub fn commit_executable(&self, files: &[(&str, &[u8])]) -> String {
+        self.commit_mode(files, 0o755)
+    }
+
+    fn commit_mode(&self, files: &[(&str, &[u8])], mode: u32) -> String {
+        use std::os::unix::fs::PermissionsExt;
         for (path, content) in files {
             let path = self.work.join(path);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, content).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         }
         git(&self.work, &["add", "-A"]);
         git(&self.work, &["commit", "-q", "-m", "change"]);

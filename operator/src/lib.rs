@@ -1,1 +1,3 @@
 //! Kiln operator library.
+
+pub mod storage;

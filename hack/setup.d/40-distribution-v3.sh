@@ -11,6 +11,10 @@ target="$cache/bin/registry-v3-$version"
 if [[ -x "$target" ]]; then
   exit 0
 fi
+if ! command -v go >/dev/null; then
+  echo "40-distribution-v3: Go (1.23 or newer) is needed to build the registry" >&2
+  exit 1
+fi
 mkdir -p "$cache/bin"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

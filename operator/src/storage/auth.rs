@@ -129,11 +129,11 @@ impl DockerConfig {
         secret_name: &str,
         data: &BTreeMap<String, Vec<u8>>,
     ) -> Result<Self, StorageError> {
-        let json = data
-            .get(DOCKER_CONFIG_JSON_KEY)
-            .ok_or_else(|| StorageError::InvalidDockerConfig {
-                reason: format!("secret {secret_name:?} has no {DOCKER_CONFIG_JSON_KEY:?} key"),
-            })?;
+        let json =
+            data.get(DOCKER_CONFIG_JSON_KEY)
+                .ok_or_else(|| StorageError::InvalidDockerConfig {
+                    reason: format!("secret {secret_name:?} has no {DOCKER_CONFIG_JSON_KEY:?} key"),
+                })?;
         Self::parse(json).map_err(|e| match e {
             StorageError::InvalidDockerConfig { reason } => StorageError::InvalidDockerConfig {
                 reason: format!("secret {secret_name:?}: {reason}"),
@@ -247,7 +247,10 @@ mod tests {
             "helper.example.io": {}
         }}"#;
         let c = DockerConfig::parse(json).unwrap();
-        assert_eq!(c.credential_for("docker.io"), Some(&basic("kiln", "s3c:ret")));
+        assert_eq!(
+            c.credential_for("docker.io"),
+            Some(&basic("kiln", "s3c:ret"))
+        );
         assert_eq!(c.credential_for("127.0.0.1:5000"), Some(&basic("u", "p")));
         assert_eq!(
             c.credential_for("acr.example.io"),
@@ -278,9 +281,18 @@ mod tests {
     fn errors_name_the_registry_and_field() {
         let cases: [(&[u8], &str); 5] = [
             (b"not json", "not JSON"),
-            (br#"{"auths":{"r.io":{"auth":"***"}}}"#, "auths[\"r.io\"].auth is not base64"),
-            (br#"{"auths":{"r.io":{"auth":"bm9jb2xvbg=="}}}"#, "must encode"),
-            (br#"{"auths":{"r.io":{"username":"u"}}}"#, "auths[\"r.io\"] has a username but no password"),
+            (
+                br#"{"auths":{"r.io":{"auth":"***"}}}"#,
+                "auths[\"r.io\"].auth is not base64",
+            ),
+            (
+                br#"{"auths":{"r.io":{"auth":"bm9jb2xvbg=="}}}"#,
+                "must encode",
+            ),
+            (
+                br#"{"auths":{"r.io":{"username":"u"}}}"#,
+                "auths[\"r.io\"] has a username but no password",
+            ),
             (br#"{"auths":["r.io"]}"#, "must map registry hosts"),
         ];
         for (json, expected) in cases {
@@ -292,7 +304,11 @@ mod tests {
     #[test]
     fn secret_without_the_key_is_named() {
         let err = DockerConfig::from_secret_data("push-auth", &BTreeMap::new()).unwrap_err();
-        assert!(err.to_string().contains("secret \"push-auth\" has no \".dockerconfigjson\""), "{err}");
+        assert!(
+            err.to_string()
+                .contains("secret \"push-auth\" has no \".dockerconfigjson\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use oci_client::RegistryOperation;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
-use oci_client::RegistryOperation;
 use reqwest::header::{HeaderValue, LINK, WWW_AUTHENTICATE};
 use serde::Deserialize;
 use sha2::Digest as _;
@@ -97,7 +97,15 @@ struct Inner {
 impl std::fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryClient")
-            .field("registries_with_credentials", &self.inner.config.credentials.registries().collect::<Vec<_>>())
+            .field(
+                "registries_with_credentials",
+                &self
+                    .inner
+                    .config
+                    .credentials
+                    .registries()
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -147,7 +155,11 @@ impl RegistryClient {
     }
 
     fn scheme(&self, registry: &str) -> &'static str {
-        if self.plain_http(registry) { "http" } else { "https" }
+        if self.plain_http(registry) {
+            "http"
+        } else {
+            "https"
+        }
     }
 
     fn registry_auth(&self, registry: &str) -> RegistryAuth {
@@ -263,7 +275,9 @@ impl RegistryClient {
         let mut tags = Vec::new();
         loop {
             let page = self
-                .call(repo, Operation::ListTags, "tags list", || self.tags_page(repo, &url))
+                .call(repo, Operation::ListTags, "tags list", || {
+                    self.tags_page(repo, &url)
+                })
                 .await;
             let (page_tags, next) = match page {
                 Ok(p) => p,
@@ -292,7 +306,9 @@ impl RegistryClient {
             .expect("token map poisoned")
             .get(repo)
             .cloned();
-        let response = self.send_tags_request(repo, url, cached_token.as_deref()).await?;
+        let response = self
+            .send_tags_request(repo, url, cached_token.as_deref())
+            .await?;
         let response = if response.status() == reqwest::StatusCode::UNAUTHORIZED
             && is_bearer_challenge(response.headers().get(WWW_AUTHENTICATE))
         {
@@ -310,7 +326,9 @@ impl RegistryClient {
                 .await
                 .map_err(|e| Failure::from_oci(&e))?
                 .ok_or_else(|| {
-                    Failure::Unauthorized("the registry asked for a bearer token but issued none".into())
+                    Failure::Unauthorized(
+                        "the registry asked for a bearer token but issued none".into(),
+                    )
                 })?;
             self.inner
                 .tag_tokens
@@ -329,7 +347,10 @@ impl RegistryClient {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(next_link);
-        let body = response.bytes().await.map_err(|e| Failure::from_reqwest(&e))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Failure::from_reqwest(&e))?;
         if !status.is_success() {
             return Err(Failure::from_status(
                 status.as_u16(),
@@ -337,7 +358,9 @@ impl RegistryClient {
             ));
         }
         let page: TagsPage = serde_json::from_slice(&body).map_err(|e| {
-            Failure::Other(format!("GET {url}: the tags list is not JSON of the distribution shape: {e}"))
+            Failure::Other(format!(
+                "GET {url}: the tags list is not JSON of the distribution shape: {e}"
+            ))
         })?;
         Ok((page.tags.unwrap_or_default(), next))
     }
@@ -349,7 +372,13 @@ impl RegistryClient {
         token: Option<&str>,
     ) -> Result<reqwest::Response, Failure> {
         let mut request = self.inner.http.get(url);
-        request = match (token, self.inner.config.credentials.credential_for(repo.registry())) {
+        request = match (
+            token,
+            self.inner
+                .config
+                .credentials
+                .credential_for(repo.registry()),
+        ) {
             (Some(token), _) => request.bearer_auth(token),
             (None, Some(RegistryCredential::RegistryToken(token))) => request.bearer_auth(token),
             (None, Some(c)) => match c.to_registry_auth() {
@@ -399,11 +428,12 @@ impl RegistryClient {
         media_type: &str,
     ) -> Result<String, StorageError> {
         let image = Self::reference(repo, reference)?;
-        let content_type = HeaderValue::from_str(media_type).map_err(|_| StorageError::InvalidManifest {
-            repo: repo.to_string(),
-            reference: reference.to_owned(),
-            reason: format!("media type {media_type:?} is not a header value"),
-        })?;
+        let content_type =
+            HeaderValue::from_str(media_type).map_err(|_| StorageError::InvalidManifest {
+                repo: repo.to_string(),
+                reference: reference.to_owned(),
+                reason: format!("media type {media_type:?} is not a header value"),
+            })?;
         let oci = self.oci(repo.registry()).await;
         self.call(repo, Operation::PutManifest, reference, || async {
             oci.push_manifest_raw(&image, bytes.clone(), content_type.clone())
@@ -596,7 +626,9 @@ mod tests {
     #[test]
     fn bearer_challenges() {
         let h = |s: &'static str| HeaderValue::from_static(s);
-        assert!(is_bearer_challenge(Some(&h(r#"Bearer realm="https://auth.io/token",service="r""#))));
+        assert!(is_bearer_challenge(Some(&h(
+            r#"Bearer realm="https://auth.io/token",service="r""#
+        ))));
         assert!(!is_bearer_challenge(Some(&h(r#"Basic realm="kiln-test""#))));
         assert!(!is_bearer_challenge(None));
     }

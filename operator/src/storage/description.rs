@@ -20,8 +20,7 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// `application/vnd.docker.distribution.manifest.v2+json`.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// `application/vnd.docker.distribution.manifest.list.v2+json`.
-pub const DOCKER_MANIFEST_LIST: &str =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// `application/vnd.oci.image.config.v1+json`.
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// `application/vnd.docker.container.image.v1+json`.
@@ -30,8 +29,12 @@ pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json"
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// Every manifest media type Kiln accepts, for the `Accept` header.
-pub const ACCEPTED_MANIFESTS: [&str; 4] =
-    [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST];
+pub const ACCEPTED_MANIFESTS: [&str; 4] = [
+    OCI_MANIFEST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST_LIST,
+];
 
 /// A content descriptor as manifests write it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,7 +227,7 @@ pub struct ImageDetails {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StageContent {
     /// A single-platform image.
-    Image(ImageDetails),
+    Image(Box<ImageDetails>),
     /// A manifest list / OCI index with one entry per platform.
     Index(Vec<Descriptor>),
 }
@@ -259,7 +262,9 @@ impl StageDescription {
     ) -> Self {
         let media_type = manifest.media_type().to_owned();
         let content = match manifest {
-            Manifest::Image { config: cd, layers, .. } => {
+            Manifest::Image {
+                config: cd, layers, ..
+            } => {
                 let c = config.unwrap_or(ImageConfig {
                     created: None,
                     labels: BTreeMap::new(),
@@ -269,7 +274,7 @@ impl StageDescription {
                         variant: None,
                     },
                 });
-                StageContent::Image(ImageDetails {
+                StageContent::Image(Box::new(ImageDetails {
                     image_id: cd.digest.clone(),
                     size: cd.size + layers.iter().map(|l| l.size).sum::<u64>(),
                     created: c.created,
@@ -277,7 +282,7 @@ impl StageDescription {
                     platform: c.platform,
                     config: cd,
                     layers,
-                })
+                }))
             }
             Manifest::Index { manifests, .. } => StageContent::Index(manifests),
         };
@@ -332,15 +337,24 @@ mod tests {
             "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:l1","size":100},
                       {"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:l2","size":20}]}"#;
         let m = Manifest::parse(oci).unwrap();
-        assert_eq!(m.media_type(), OCI_MANIFEST, "mediaType omitted: shape decides");
-        let Manifest::Image { config, layers, .. } = &m else { panic!("{m:?}") };
+        assert_eq!(
+            m.media_type(),
+            OCI_MANIFEST,
+            "mediaType omitted: shape decides"
+        );
+        let Manifest::Image { config, layers, .. } = &m else {
+            panic!("{m:?}")
+        };
         assert_eq!(config.digest, "sha256:c");
         assert_eq!(layers.len(), 2);
 
         let docker = format!(
             r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"{DOCKER_CONFIG}","digest":"sha256:c","size":7}},"layers":[]}}"#
         );
-        assert_eq!(Manifest::parse(docker.as_bytes()).unwrap().media_type(), DOCKER_MANIFEST);
+        assert_eq!(
+            Manifest::parse(docker.as_bytes()).unwrap().media_type(),
+            DOCKER_MANIFEST
+        );
 
         let repo: RepoRef = "r.example.io/shop".parse().unwrap();
         let id: StageId = format!("{}-1700000000000", "a".repeat(56)).parse().unwrap();
@@ -356,11 +370,18 @@ mod tests {
             r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST_LIST}","manifests":[
                 {{"mediaType":"{DOCKER_MANIFEST}","digest":"sha256:a","size":1,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}]}}"#
         );
-        let Manifest::Index { manifests, media_type } = Manifest::parse(list.as_bytes()).unwrap() else {
+        let Manifest::Index {
+            manifests,
+            media_type,
+        } = Manifest::parse(list.as_bytes()).unwrap()
+        else {
             panic!()
         };
         assert_eq!(media_type, DOCKER_MANIFEST_LIST);
-        assert_eq!(manifests[0].platform.as_ref().unwrap().to_string(), "linux/arm64/v8");
+        assert_eq!(
+            manifests[0].platform.as_ref().unwrap().to_string(),
+            "linux/arm64/v8"
+        );
         let oci = br#"{"schemaVersion":2,"manifests":[]}"#;
         assert_eq!(Manifest::parse(oci).unwrap().media_type(), OCI_INDEX);
     }
@@ -368,10 +389,19 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_describe() {
         for (bytes, expected) in [
-            (&br#"{"schemaVersion":1,"fsLayers":[]}"#[..], "schemaVersion Some(1)"),
+            (
+                &br#"{"schemaVersion":1,"fsLayers":[]}"#[..],
+                "schemaVersion Some(1)",
+            ),
             (br#"{"schemaVersion":2}"#, "neither mediaType"),
-            (br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#, "without config"),
-            (br#"{"schemaVersion":2,"mediaType":"text/plain","config":{"digest":"d","size":1}}"#, "unsupported manifest media type"),
+            (
+                br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#,
+                "without config",
+            ),
+            (
+                br#"{"schemaVersion":2,"mediaType":"text/plain","config":{"digest":"d","size":1}}"#,
+                "unsupported manifest media type",
+            ),
             (b"<html>", "not a JSON manifest"),
         ] {
             let err = Manifest::parse(bytes).unwrap_err();

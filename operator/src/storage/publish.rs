@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use serde_json::json;
 
 use super::client::{RegistryClient, sha256_digest};
@@ -103,13 +103,22 @@ async fn copy_blob(
     blob: &Descriptor,
 ) -> Result<CopyStats, StorageError> {
     if client.blob_exists(to, &blob.digest).await? {
-        return Ok(CopyStats { present: 1, ..Default::default() });
+        return Ok(CopyStats {
+            present: 1,
+            ..Default::default()
+        });
     }
     if client.mount_blob(to, from, &blob.digest).await? {
-        return Ok(CopyStats { mounted: 1, ..Default::default() });
+        return Ok(CopyStats {
+            mounted: 1,
+            ..Default::default()
+        });
     }
     client.copy_blob(from, to, blob).await?;
-    Ok(CopyStats { transferred: 1, ..Default::default() })
+    Ok(CopyStats {
+        transferred: 1,
+        ..Default::default()
+    })
 }
 
 /// Pushes a manifest list for a multi-platform image to `repo` under `tag`, one entry per
@@ -134,7 +143,10 @@ pub async fn push_manifest_list(
     let mut entries = Vec::with_capacity(platforms.len());
     for d in platforms {
         let StageContent::Image(image) = &d.content else {
-            return Err(invalid(format!("{} is itself a manifest list", d.image_name())));
+            return Err(invalid(format!(
+                "{} is itself a manifest list",
+                d.image_name()
+            )));
         };
         if d.repo.registry() != repo.registry() || d.repo.repository() != repo.repository() {
             return Err(invalid(format!(
@@ -144,14 +156,18 @@ pub async fn push_manifest_list(
         }
         entries.push((image.platform.clone(), d));
     }
-    entries.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+    entries.sort_by_key(|e| e.0.to_string());
     for pair in entries.windows(2) {
         if pair[0].0 == pair[1].0 {
             return Err(invalid(format!("platform {} appears twice", pair[0].0)));
         }
     }
     let all_docker = entries.iter().all(|(_, d)| d.media_type == DOCKER_MANIFEST);
-    let media_type = if all_docker { DOCKER_MANIFEST_LIST } else { OCI_INDEX };
+    let media_type = if all_docker {
+        DOCKER_MANIFEST_LIST
+    } else {
+        OCI_INDEX
+    };
     let manifests: Vec<Descriptor> = entries
         .iter()
         .map(|(platform, d)| Descriptor {
@@ -229,8 +245,8 @@ fn parse(repo: &RepoRef, reference: &str, bytes: &[u8]) -> Result<Manifest, Stor
 /// A gzip-compressed empty tar archive (two 512-byte zero blocks), the layer of
 /// manifest-only images; some registries refuse manifests without layers.
 const EMPTY_TAR_GZ: &[u8] = &[
-    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0x63, 0x60, 0x18, 0x05, 0xa3,
-    0x60, 0x14, 0x8c, 0x54, 0x00, 0x00, 0x2e, 0xaf, 0xb5, 0xef, 0x00, 0x04, 0x00, 0x00,
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0x63, 0x60, 0x18, 0x05, 0xa3, 0x60,
+    0x14, 0x8c, 0x54, 0x00, 0x00, 0x2e, 0xaf, 0xb5, 0xef, 0x00, 0x04, 0x00, 0x00,
 ];
 /// SHA-256 of the uncompressed empty tar (1024 zero bytes).
 const EMPTY_TAR_DIFF_ID: &str =

@@ -205,12 +205,17 @@ pub fn validate_tag(tag: &str) -> Result<(), String> {
     match chars.next() {
         None => return Err("empty tag".into()),
         Some(c) if !(c.is_ascii_alphanumeric() || c == '_') => {
-            return Err(format!("tag must start with a letter, digit or '_', not {c:?}"));
+            return Err(format!(
+                "tag must start with a letter, digit or '_', not {c:?}"
+            ));
         }
         _ => {}
     }
     if tag.len() > 128 {
-        return Err(format!("tag is {} characters long, the limit is 128", tag.len()));
+        return Err(format!(
+            "tag is {} characters long, the limit is 128",
+            tag.len()
+        ));
     }
     if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
         return Err(format!("tag contains {c:?}"));
@@ -253,7 +258,10 @@ mod tests {
     #[test]
     fn docker_hub_short_names() {
         let r: RepoRef = "busybox".parse().unwrap();
-        assert_eq!((r.registry(), r.repository()), ("docker.io", "library/busybox"));
+        assert_eq!(
+            (r.registry(), r.repository()),
+            ("docker.io", "library/busybox")
+        );
         let r: RepoRef = "team/shop".parse().unwrap();
         assert_eq!((r.registry(), r.repository()), ("docker.io", "team/shop"));
     }
@@ -276,7 +284,11 @@ mod tests {
                 "{bad}: {err}"
             );
         }
-        assert!("r.example.org/a__b/c-d/e.f/g---h".parse::<RepoRef>().is_ok());
+        assert!(
+            "r.example.org/a__b/c-d/e.f/g---h"
+                .parse::<RepoRef>()
+                .is_ok()
+        );
     }
 
     #[test]

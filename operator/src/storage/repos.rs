@@ -383,7 +383,8 @@ impl StagesStorage {
     /// later lookups skip it.
     pub async fn reject(&self, stage: &StageId, project: &str) -> Result<(), StorageError> {
         publish::reject_stage(&self.client, &self.repos.repo, stage, project).await?;
-        self.record_tag(&self.repos.repo, &stage.rejected_tag()).await;
+        self.record_tag(&self.repos.repo, &stage.rejected_tag())
+            .await;
         self.descriptions.lock().expect("poisoned").remove(stage);
         Ok(())
     }

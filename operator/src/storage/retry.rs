@@ -96,7 +96,10 @@ impl Failure {
             }
             OciDistributionError::RegistryError { envelope, .. } => {
                 let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-                if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized)) {
+                if codes
+                    .iter()
+                    .any(|c| matches!(c, OciErrorCode::Unauthorized))
+                {
                     Failure::Unauthorized(detail)
                 } else if codes.iter().any(|c| matches!(c, OciErrorCode::Denied)) {
                     Failure::Forbidden(detail)
@@ -151,7 +154,10 @@ fn code_in_body(body: &str) -> Option<Failure> {
 
 /// Runs `attempt` until it succeeds, fails with a non-transient [`Failure`], or the
 /// policy's retries are used up. Returns the result and the number of attempts made.
-pub(crate) async fn retrying<T, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> (Result<T, Failure>, usize)
+pub(crate) async fn retrying<T, F, Fut>(
+    policy: &RetryPolicy,
+    mut attempt: F,
+) -> (Result<T, Failure>, usize)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
@@ -230,14 +236,27 @@ mod tests {
 
     #[test]
     fn statuses_are_classified() {
-        assert_eq!(Failure::from_status(401, "x".into()), Failure::Unauthorized("x".into()));
-        assert_eq!(Failure::from_status(403, "x".into()), Failure::Forbidden("x".into()));
-        assert_eq!(Failure::from_status(404, "x".into()), Failure::NotFound("x".into()));
+        assert_eq!(
+            Failure::from_status(401, "x".into()),
+            Failure::Unauthorized("x".into())
+        );
+        assert_eq!(
+            Failure::from_status(403, "x".into()),
+            Failure::Forbidden("x".into())
+        );
+        assert_eq!(
+            Failure::from_status(404, "x".into()),
+            Failure::NotFound("x".into())
+        );
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(Failure::from_status(s, String::new()).is_transient(), "{s}");
         }
         for s in [400, 405, 409, 412] {
-            assert_eq!(Failure::from_status(s, "x".into()), Failure::Other("x".into()), "{s}");
+            assert_eq!(
+                Failure::from_status(s, "x".into()),
+                Failure::Other("x".into()),
+                "{s}"
+            );
         }
     }
 
@@ -249,21 +268,45 @@ mod tests {
             message: message.into(),
         };
         assert!(Failure::from_oci(&server(503, "busy")).is_transient());
-        assert!(matches!(Failure::from_oci(&server(401, "")), Failure::Unauthorized(_)));
         assert!(matches!(
-            Failure::from_oci(&server(400, r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"m"}]}"#)),
+            Failure::from_oci(&server(401, "")),
+            Failure::Unauthorized(_)
+        ));
+        assert!(matches!(
+            Failure::from_oci(&server(
+                400,
+                r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"m"}]}"#
+            )),
             Failure::NotFound(_)
         ));
         let envelope = |code: &str| OciDistributionError::RegistryError {
-            envelope: serde_json::from_str(&format!(r#"{{"errors":[{{"code":"{code}","message":"m"}}]}}"#)).unwrap(),
+            envelope: serde_json::from_str(&format!(
+                r#"{{"errors":[{{"code":"{code}","message":"m"}}]}}"#
+            ))
+            .unwrap(),
             url: "http://r/v2/x".into(),
         };
-        assert!(matches!(Failure::from_oci(&envelope("DENIED")), Failure::Forbidden(_)));
-        assert!(matches!(Failure::from_oci(&envelope("UNAUTHORIZED")), Failure::Unauthorized(_)));
-        assert!(matches!(Failure::from_oci(&envelope("NAME_UNKNOWN")), Failure::NotFound(_)));
-        assert!(matches!(Failure::from_oci(&envelope("BLOB_UNKNOWN")), Failure::NotFound(_)));
+        assert!(matches!(
+            Failure::from_oci(&envelope("DENIED")),
+            Failure::Forbidden(_)
+        ));
+        assert!(matches!(
+            Failure::from_oci(&envelope("UNAUTHORIZED")),
+            Failure::Unauthorized(_)
+        ));
+        assert!(matches!(
+            Failure::from_oci(&envelope("NAME_UNKNOWN")),
+            Failure::NotFound(_)
+        ));
+        assert!(matches!(
+            Failure::from_oci(&envelope("BLOB_UNKNOWN")),
+            Failure::NotFound(_)
+        ));
         assert!(Failure::from_oci(&envelope("TOOMANYREQUESTS")).is_transient());
-        assert!(matches!(Failure::from_oci(&envelope("MANIFEST_INVALID")), Failure::Other(_)));
+        assert!(matches!(
+            Failure::from_oci(&envelope("MANIFEST_INVALID")),
+            Failure::Other(_)
+        ));
         assert!(matches!(
             Failure::from_oci(&OciDistributionError::UnauthorizedError { url: "u".into() }),
             Failure::Unauthorized(_)

@@ -195,7 +195,10 @@ mod tests {
             .iter()
             .map(StageId::creation_ts_ms)
             .collect();
-        assert_eq!(got, [1_700_000_000_100, 1_700_000_000_200, 1_700_000_000_300]);
+        assert_eq!(
+            got,
+            [1_700_000_000_100, 1_700_000_000_200, 1_700_000_000_300]
+        );
         assert_eq!(index.candidates(&digest('c'), None), []);
         assert_eq!(index.tag_count(), 6);
         assert!(index.contains_other_tag("latest"));
@@ -213,7 +216,11 @@ mod tests {
         ];
         let index = StageTagIndex::from_tags(&tags);
         let ts = |p| -> Vec<u64> {
-            index.candidates(&digest('a'), p).iter().map(StageId::creation_ts_ms).collect()
+            index
+                .candidates(&digest('a'), p)
+                .iter()
+                .map(StageId::creation_ts_ms)
+                .collect()
         };
         assert_eq!(ts(None), [1_700_000_000_100, 1_700_000_000_300]);
         // Parent published at ..150: the ..100 candidate predates it.
@@ -261,7 +268,11 @@ mod tests {
 
     #[test]
     fn oldest_rule_takes_the_first_and_a_custom_rule_can_skip() {
-        let candidates = [description(100, "c1"), description(200, "c2"), description(300, "c3")];
+        let candidates = [
+            description(100, "c1"),
+            description(200, "c2"),
+            description(300, "c3"),
+        ];
         let (chosen, skipped) = select(&candidates, &OldestCreationTs);
         assert_eq!(chosen.unwrap().stage_id.creation_ts_ms(), 100);
         assert!(skipped.is_empty());

@@ -229,21 +229,25 @@ mod tests {
     #[test]
     fn classifies_stage_multi_platform_rejected_and_service_tags() {
         let stage = format!("{D}-1700000000123");
-        assert!(matches!(classify_tag(&stage), StageTag::Stage(id) if id.creation_ts_ms() == 1_700_000_000_123));
+        assert!(
+            matches!(classify_tag(&stage), StageTag::Stage(id) if id.creation_ts_ms() == 1_700_000_000_123)
+        );
         assert!(matches!(classify_tag(D), StageTag::MultiPlatform(d) if d.as_str() == D));
-        assert!(matches!(classify_tag(&format!("{stage}-rejected")), StageTag::Rejected(id) if id.to_string() == stage));
+        assert!(
+            matches!(classify_tag(&format!("{stage}-rejected")), StageTag::Rejected(id) if id.to_string() == stage)
+        );
         for other in [
             "latest".to_owned(),
             "managed-image-backend".to_owned(),
             format!("meta-afa96f8_{D}_{stage}"),
             format!("custom-tag-meta-{D}"),
-            format!("{D}-rejected"),              // a manifest list cannot be rejected
-            format!("{D}-170000000012"),          // 12-digit timestamp: 69 characters
-            format!("{D}-17000000001234"),        // 14 digits: 71 characters
-            format!("{D}-170000000012x"),         // not digits
+            format!("{D}-rejected"),     // a manifest list cannot be rejected
+            format!("{D}-170000000012"), // 12-digit timestamp: 69 characters
+            format!("{D}-17000000001234"), // 14 digits: 71 characters
+            format!("{D}-170000000012x"), // not digits
             format!("{}G-1700000000123", &D[..55]), // not hex
-            D.to_uppercase(),                      // werf digests are lowercase
-            format!("{D}-0000000000000"),          // timestamp 0 is the multi-platform marker
+            D.to_uppercase(),            // werf digests are lowercase
+            format!("{D}-0000000000000"), // timestamp 0 is the multi-platform marker
             format!("client-id-{D}"),
         ] {
             assert_eq!(classify_tag(&other), StageTag::Other, "{other}");
@@ -255,6 +259,11 @@ mod tests {
         let err = "abc".parse::<StageDigest>().unwrap_err();
         assert!(err.to_string().contains("\"abc\""));
         let err = format!("{D}-12").parse::<StageId>().unwrap_err();
-        assert_eq!(err, StageIdError::BadTimestamp { input: format!("{D}-12") });
+        assert_eq!(
+            err,
+            StageIdError::BadTimestamp {
+                input: format!("{D}-12")
+            }
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 mod cycle;
 mod graph;
+pub mod project;
 mod shared;
 
 pub use cycle::find_cycle;

@@ -1,1 +1,9 @@
 //! Kiln operator library.
+
+pub mod config;
+pub mod digest;
+pub mod dockerfile;
+pub mod plan;
+pub mod slug;
+pub mod source;
+pub mod tags;

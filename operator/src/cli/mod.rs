@@ -9,6 +9,7 @@
 //! comment is the one-line help, and an arm to [`run`].
 
 pub mod crd;
+pub mod plan;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the ImageBuild CustomResourceDefinition as YAML (for `kubectl apply -f -`).
     Crd(crd::Args),
+    /// Plan a project offline: build sets, and each image's stages and stage digests at a git commit.
+    Plan(plan::Args),
 }
 
 /// Runs the parsed command line and returns the process exit status.
@@ -36,5 +39,6 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Crd(args) => crd::run(args),
+        Command::Plan(args) => plan::run(args),
     }
 }

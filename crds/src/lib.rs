@@ -15,6 +15,7 @@
 pub mod conditions;
 pub mod duration;
 pub mod imagebuild;
+pub mod job;
 pub mod report;
 pub mod validate;
 

@@ -38,7 +38,7 @@ pub enum StoreError {
     },
     /// RBAC refused a request.
     #[error(
-        "not allowed to {verb} ConfigMap {namespace}/{name}: the operator's ServiceAccount needs the verbs get, create and update on configmaps in namespace {namespace:?} ({source})"
+        "not allowed to {verb} ConfigMap {namespace}/{name}: the operator's ServiceAccount needs the verbs get, create and update on configmaps in namespace {namespace:?} (API server: {message})"
     )]
     Forbidden {
         /// The Kubernetes verb refused (`get`, `create`, `update`).
@@ -47,6 +47,8 @@ pub enum StoreError {
         namespace: String,
         /// Name of the ConfigMap.
         name: String,
+        /// The API server's message.
+        message: String,
         /// The API server's answer.
         #[source]
         source: Box<kube::Error>,

@@ -57,6 +57,7 @@ impl ConfigMapStore {
                 verb,
                 namespace,
                 name,
+                message: status.message.clone(),
                 source: Box::new(source),
             },
             _ => StoreError::Api {
@@ -280,7 +281,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("ci/werf-shop") && text.contains("get, create and update"),
+            text.contains("ci/werf-shop")
+                && text.contains("get, create and update")
+                && text.contains("(API server: configmaps \"werf-shop\" is forbidden)"),
             "{text}"
         );
         server.await.unwrap();

@@ -11,4 +11,5 @@ pub mod plan;
 pub mod pods;
 pub mod slug;
 pub mod source;
+pub mod storage;
 pub mod tags;

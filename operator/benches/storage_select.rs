@@ -34,7 +34,10 @@ fn digest(seed: &str) -> StageDigest {
 
 fn sha256(bytes: &[u8]) -> String {
     let hash = sha2::Sha256::digest(bytes);
-    format!("sha256:{}", hash.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256:{}",
+        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 /// The 10,000 tags; the 50 target digests and the stage each must select.
@@ -55,7 +58,10 @@ fn tags() -> (Vec<String>, Vec<(StageDigest, StageId)>) {
         }
     }
     for m in 0..META_TAGS {
-        tags.push(format!("meta-afa96f8_{m:040x}_{}", digest(&format!("meta-{m}"))));
+        tags.push(format!(
+            "meta-afa96f8_{m:040x}_{}",
+            digest(&format!("meta-{m}"))
+        ));
     }
     let mut other = 0;
     while tags.len() < TOTAL_TAGS {
@@ -89,8 +95,14 @@ async fn populate(registry: &TestRegistry, tags: &[String]) {
     let reference = |tag: &str| {
         oci_client::Reference::with_tag(registry.address().to_owned(), "bench".into(), tag.into())
     };
-    client.push_blob(&reference("x"), layer.clone(), &sha256(&layer)).await.unwrap();
-    client.push_blob(&reference("x"), config.clone(), &sha256(&config)).await.unwrap();
+    client
+        .push_blob(&reference("x"), layer.clone(), &sha256(&layer))
+        .await
+        .unwrap();
+    client
+        .push_blob(&reference("x"), config.clone(), &sha256(&config))
+        .await
+        .unwrap();
     futures::stream::iter(tags)
         .for_each_concurrent(16, |tag| {
             let client = client.clone();
@@ -101,7 +113,9 @@ async fn populate(registry: &TestRegistry, tags: &[String]) {
                     .push_manifest_raw(
                         &reference,
                         manifest,
-                        "application/vnd.oci.image.manifest.v1+json".parse().unwrap(),
+                        "application/vnd.oci.image.manifest.v1+json"
+                            .parse()
+                            .unwrap(),
                     )
                     .await
                     .expect("tag pushed");
@@ -162,13 +176,21 @@ fn main() {
         let found = runtime.block_on(storage.find_stages(&lookups));
         let elapsed = start.elapsed();
         for (f, (_, want)) in found.iter().zip(&expected) {
-            let got = f.as_ref().expect("lookup works").as_ref().expect("stage found");
+            let got = f
+                .as_ref()
+                .expect("lookup works")
+                .as_ref()
+                .expect("stage found");
             assert_eq!(&got.stage_id, want);
         }
         let counts = storage.request_counts();
         // A second pass in the same reconcile must be free.
         runtime.block_on(storage.find_stages(&lookups));
-        assert_eq!(storage.request_counts(), counts, "cached pass made requests");
+        assert_eq!(
+            storage.request_counts(),
+            counts,
+            "cached pass made requests"
+        );
         println!("iteration {i}: {elapsed:.1?}; requests: {counts}");
         times.push(elapsed);
         last_counts = Some(counts);

@@ -1001,18 +1001,35 @@ async fn bearer_token_registry() {
     assert_eq!(found.manifest_digest, pushed);
     let counts = storage.request_counts();
     assert_eq!(counts.get(Operation::Authenticate), 1, "{counts}");
-    assert_eq!(counts.get(Operation::ListTags), 2, "challenged once, then with the token");
+    assert_eq!(
+        counts.get(Operation::ListTags),
+        2,
+        "challenged once, then with the token"
+    );
     // Later listings reuse the token.
     storage.tags(&r, Freshness::Fresh).await.unwrap();
-    assert_eq!((storage.request_counts() - counts).get(Operation::ListTags), 1);
+    assert_eq!(
+        (storage.request_counts() - counts).get(Operation::ListTags),
+        1
+    );
     assert!(registry.token_server().unwrap().tokens_issued() >= 2);
 
     // Writes: a copy into another repository of the registry.
     let other = repo(&registry, "team/shop-final");
-    let (digest, stats) = publish::copy_image(storage.client(), &r, &other, &id.tag()).await.unwrap();
+    let (digest, stats) = publish::copy_image(storage.client(), &r, &other, &id.tag())
+        .await
+        .unwrap();
     assert_eq!(digest, pushed);
     assert_eq!(stats.mounted + stats.transferred, 2, "{stats:?}");
-    assert_eq!(storage.client().get_manifest(&other, &id.tag()).await.unwrap().digest, pushed);
+    assert_eq!(
+        storage
+            .client()
+            .get_manifest(&other, &id.tag())
+            .await
+            .unwrap()
+            .digest,
+        pushed
+    );
 
     // Wrong password: the token server refuses, and the error says where.
     let wrong = format!(
@@ -1025,8 +1042,26 @@ async fn bearer_token_registry() {
         ..Default::default()
     });
     let err = client.list_tags(&r).await.unwrap_err();
-    assert!(matches!(err, StorageError::Unauthorized { operation: Operation::ListTags, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StorageError::Unauthorized {
+                operation: Operation::ListTags,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("team/shop"), "{err}");
     let err = client.get_manifest(&r, &id.tag()).await.unwrap_err();
-    assert!(matches!(err, StorageError::Unauthorized { operation: Operation::GetManifest, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StorageError::Unauthorized {
+                operation: Operation::GetManifest,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }

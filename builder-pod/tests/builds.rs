@@ -645,3 +645,65 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .unwrap()
         .to_owned()
 }
+
+#[test]
+fn pushes_with_dockerconfigjson_credentials_copies_to_cache_repo_and_passes_args_and_hosts() {
+    let h = Harness::new();
+    let secured =
+        kiln_testkit::registry::TestRegistry::start_with_basic_auth("kiln", "s3cret").unwrap();
+    let auth = h.tmp.path().join("dockerconfigjson");
+    std::fs::write(&auth, secured.docker_config_json()).unwrap();
+    let git = GitRepo::new(&h.tmp.path().join("git"));
+    let commit = git.commit(&[("README", b"auth\n")]);
+    let repo = format!("{}/shop", secured.address());
+    let cache = h.repo("cache");
+    let mut job = h.job(&repo);
+    job.insecure_registries.push(secured.address().to_owned());
+    job.registry_auth_path = Some(auth.display().to_string());
+    job.cache_repos = vec![cache.clone()];
+    job.build_args.insert("GREETING".into(), "hello-arg".into());
+    job.add_hosts = vec!["kiln-extra-host:10.1.2.3".into()];
+    job.source = Some(git.source(&commit));
+    job.stages = vec![dockerfile_stage(
+        "auth",
+        &format!(
+            "FROM {}\nARG GREETING\nRUN echo \"$GREETING\" && grep kiln-extra-host /etc/hosts\n",
+            h.base.list
+        ),
+    )];
+    let out = h.run(&job);
+    out.assert_ok();
+    let lines = out.stage_lines(1);
+    assert!(lines.iter().any(|l| l == "hello-arg"), "{}", out.stdout);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("10.1.2.3") && l.contains("kiln-extra-host")),
+        "{}",
+        out.stdout
+    );
+    let tag = &out.result.stages[0].tag;
+    // The cache repo got the same tag (anonymous registry, readable without credentials).
+    assert_eq!(h.tags(&cache), vec![tag.clone()]);
+
+    // Wrong credentials: the push fails, is reported as such, and nothing is tagged.
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            secured.address(),
+            kiln_testkit::registry::base64_encode(b"kiln:wrong")
+        ),
+    )
+    .unwrap();
+    job.stages[0].digest = digest("auth-wrong");
+    let out = h.run(&job);
+    assert_eq!(out.exit_code, Some(1));
+    let failure = out.result.failure.as_ref().unwrap();
+    assert_eq!(failure.instruction, "push");
+    assert!(
+        failure.log_tail.contains(secured.address()),
+        "{}",
+        failure.log_tail
+    );
+}

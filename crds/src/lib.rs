@@ -10,6 +10,8 @@
 //! - [`crd`] / [`crd_yaml`]: the CustomResourceDefinition; `crds/imagebuild.kiln.dev.yaml`
 //!   is a committed copy of [`crd_yaml`], kept identical by a test.
 
+#![warn(missing_docs)]
+
 pub mod conditions;
 pub mod duration;
 pub mod imagebuild;

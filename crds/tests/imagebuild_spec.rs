@@ -106,6 +106,15 @@ fn omitted_fields_take_werf_defaults() {
 }
 
 #[test]
+fn rust_default_equals_the_serde_defaults() {
+    let from_yaml: ImageBuildSpec =
+        serde_yaml_ng::from_str("source: { git: { url: '' } }\nrepo: ''\n").unwrap();
+    assert_eq!(ImageBuildSpec::default(), from_yaml);
+    assert!(ImageBuildSpec::default().parallel);
+    assert_eq!(ImageBuildSpec::default().source.git.revision, "HEAD");
+}
+
+#[test]
 fn spec_serializes_camel_case_and_skips_unset_fields() {
     let mut s = minimal_spec();
     s.final_repo = Some("near/shop".into());

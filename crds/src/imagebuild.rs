@@ -1,0 +1,469 @@
+//! The `ImageBuild` custom resource (`kiln.dev/v1alpha1`): what a user asks Kiln to
+//! build (spec) and what Kiln reports back (status).
+//!
+//! Field names follow werf's command-line flags where one exists (`repo` is `--repo`,
+//! `finalRepo` is `--final-repo`, `customTags` is `--add-custom-tag`...), so a user
+//! moving a `werf build` invocation into a cluster finds each option where expected.
+//! Every field carries a doc comment: it becomes the field's `description` in the CRD
+//! schema, which is what `kubectl explain imagebuild.spec...` prints.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::report::BuildReport;
+
+/// A request to build the images of one werf project at one git revision, push their
+/// stages to a stages storage and report the result the way `werf build` does.
+// clippy reads the repeated `type_ = ...` keys of separate printcolumn(...) groups as
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kiln.dev",
+    version = "v1alpha1",
+    kind = "ImageBuild",
+    plural = "imagebuilds",
+    singular = "imagebuild",
+    shortname = "ib",
+    category = "kiln",
+    namespaced,
+    status = "ImageBuildStatus",
+    derive = "PartialEq",
+    doc = "ImageBuild builds the images of one werf project (werf.yaml) at one git revision: Kiln computes content-based stage digests, reuses every stage already in the stages storage, builds the missing ones in builder pods, publishes the images and writes a werf-style build report into the status.",
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the build is: Pending, Planning, Building, Succeeded, Failed or Cancelled."
+    ),
+    printcolumn(
+        name = "Images",
+        type_ = "integer",
+        json_path = ".status.imageCount",
+        description = "Number of images this build publishes."
+    ),
+    printcolumn(
+        name = "Rebuilt",
+        type_ = "integer",
+        json_path = ".status.rebuiltStages",
+        description = "Number of stages built by this build (the rest were reused from the stages storage)."
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Commit",
+        type_ = "string",
+        json_path = ".status.commit",
+        description = "The git commit the revision resolved to.",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Succeeded\")].reason",
+        description = "Reason of the Succeeded condition.",
+        priority = 1
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageBuildSpec {
+    /// Where the project's files come from. Kiln reads werf.yaml, Dockerfiles and build
+    /// context files from the resolved commit, not from a working tree, as werf does.
+    pub source: SourceSpec,
+
+    /// Which werf.yaml to use: `path` (a file in the commit) or `inline` (the text
+    /// itself), exactly one of the two. Default: `werf.yaml`, else `werf.yml`, at the
+    /// repository root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigSpec>,
+
+    /// The stages storage, a container registry repository such as
+    /// `registry.example.org/shop` (werf `--repo`). Stages are stored there under
+    /// content-based tags `DIGEST-TIMESTAMP_MILLISEC`; stages already there are reused.
+    #[schemars(length(min = 1))]
+    pub repo: String,
+
+    /// Repository the final images are copied to after the build (werf `--final-repo`),
+    /// for example a registry near the cluster. The build report then names the copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_repo: Option<String>,
+
+    /// Read-only stages storages (werf `--secondary-repo`): a stage found there is copied
+    /// into `repo` instead of being built.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondary_repos: Vec<String>,
+
+    /// Fast read caches (werf `--cache-repo`), looked up before `repo`; built stages are
+    /// pushed to them as well.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_repos: Vec<String>,
+
+    /// A Secret of type `kubernetes.io/dockerconfigjson` in this namespace with the
+    /// credentials for every registry above. Mounted read-only into builder pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_secret_ref: Option<SecretRef>,
+
+    /// Names of the werf.yaml images to build (werf `build IMAGE...`), together with the
+    /// images they depend on. Empty: all images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+
+    /// Target platforms such as `linux/amd64` or `linux/arm64` (werf `--platform`);
+    /// overrides `build.platform` and the images' `platform` in werf.yaml. A multi-
+    /// platform image is published as a manifest list. Empty: as werf.yaml says, else
+    /// `linux/amd64`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+
+    /// Custom tag templates added to every final image (werf `--add-custom-tag`), for
+    /// example `%image%-main` or `latest`. Placeholders: `%image%`, `%image_slug%`,
+    /// `%image_safe_slug%`, `%image_content_based_tag%`. With several final images each
+    /// template must contain an image placeholder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_tags: Vec<String>,
+
+    /// Build independent images of a build set at the same time (werf `--parallel`).
+    #[serde(default = "default_parallel")]
+    #[schemars(default = "default_parallel")]
+    pub parallel: bool,
+
+    /// At most this many builds of a build set at once (werf `--parallel-tasks-limit`);
+    /// zero or less: no limit.
+    #[serde(default = "default_parallel_tasks_limit")]
+    #[schemars(default = "default_parallel_tasks_limit")]
+    pub parallel_tasks_limit: i32,
+
+    /// Network mode for RUN instructions in builder pods (werf `--backend-network`), for
+    /// example `none` or `host`. Default: the builder's default network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+
+    /// Secrets in this namespace holding SSH private keys (key `ssh-privatekey`) loaded
+    /// into an ssh-agent in builder pods (werf `--ssh-key`), for `RUN --mount=type=ssh`
+    /// and Stapel git over SSH.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_key_secret_refs: Vec<SecretRef>,
+
+    /// Mirrors for Docker Hub images (werf `--container-registry-mirror`), for example
+    /// `mirror.gcr.io`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registry_mirrors: Vec<String>,
+
+    /// Set to true to stop the build: builder pods are deleted, stage locks released and
+    /// the phase becomes Cancelled. Stages already published stay in the stages storage.
+    #[serde(default)]
+    #[schemars(default = "default_false")]
+    pub cancel: bool,
+
+    /// Longest time the build may take from its start, as a Go duration such as `30m`
+    /// or `1h30m` (units h, m, s, ms, us, ns). When it passes, the build stops like a
+    /// cancel and fails with reason Timeout. Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$"))]
+    pub timeout: Option<String>,
+
+    /// Stage layout for `staged: true` Dockerfile images: `v1` (werf's default: the FROM
+    /// instruction belongs to the first stage) or `v2` (FROM is a stage of its own).
+    /// Changing it changes stage digests.
+    #[serde(default)]
+    #[schemars(default = "default_staged_dockerfile_version")]
+    pub staged_dockerfile_version: StagedDockerfileVersion,
+
+    /// Overrides for the builder pods of this build (resources, node selection,
+    /// tolerations). Unset fields take the operator's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<BuilderSpec>,
+}
+
+fn default_parallel() -> bool {
+    true
+}
+
+/// werf's `DefaultBuildParallelTasksLimit`.
+fn default_parallel_tasks_limit() -> i32 {
+    crate::DEFAULT_PARALLEL_TASKS_LIMIT
+}
+
+fn default_false() -> bool {
+    false
+}
+
+fn default_staged_dockerfile_version() -> StagedDockerfileVersion {
+    StagedDockerfileVersion::V1
+}
+
+/// Where the project's files come from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSpec {
+    /// A git repository and revision.
+    pub git: GitSource,
+}
+
+/// A git repository and the revision to build.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSource {
+    /// Clone URL: `https://...`, `http://...`, `ssh://user@host/path` or
+    /// `user@host:path`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+
+    /// Branch, tag or commit to build. The resolved commit is recorded in
+    /// `status.commit`. Default: the remote's HEAD.
+    #[serde(default = "default_revision")]
+    #[schemars(default = "default_revision")]
+    pub revision: String,
+
+    /// A Secret in this namespace with credentials for the repository: `username` and
+    /// `password` for HTTP(S) (type `kubernetes.io/basic-auth`), or `ssh-privatekey` and
+    /// optionally `known_hosts` for SSH (type `kubernetes.io/ssh-auth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+}
+
+fn default_revision() -> String {
+    "HEAD".to_owned()
+}
+
+/// Which werf.yaml to build: exactly one of `path` and `inline`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.path) != has(self.inline)",
+    "message": "exactly one of config.path and config.inline must be set"
+}]))]
+pub struct ConfigSpec {
+    /// Path of werf.yaml inside the commit, relative to the repository root, for
+    /// example `werf.yaml` or `services/shop/werf.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+
+    /// The werf.yaml text itself (multi-document YAML). Dockerfiles and context files
+    /// are still read from the commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
+}
+
+/// A reference to a Secret in the ImageBuild's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+/// Stage layout of `staged: true` Dockerfile images (werf's staged Dockerfile builder).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum StagedDockerfileVersion {
+    /// The FROM instruction is part of the first instruction's stage (werf's default).
+    #[default]
+    #[serde(rename = "v1")]
+    V1,
+    /// FROM is a stage of its own, followed by one stage per instruction.
+    #[serde(rename = "v2")]
+    V2,
+}
+
+/// Overrides for this build's builder pods.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuilderSpec {
+    /// CPU and memory requests and limits of the builder container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node labels every builder pod of this build requires.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Tolerations added to every builder pod of this build.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Run each platform's builds on nodes of that architecture (node labels
+    /// `kubernetes.io/os` and `kubernetes.io/arch` taken from the platform, for example
+    /// `linux` and `arm64` for `linux/arm64/v8`) instead of emulating it with QEMU.
+    #[serde(default)]
+    #[schemars(default = "default_false")]
+    pub native_platforms: bool,
+
+    /// Extra node labels per platform, for example
+    /// `{"linux/arm64": {"node-pool": "arm"}}`. They take precedence over
+    /// `nodeSelector` and over the labels from `nativePlatforms`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub platform_node_selectors: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Where a build is in its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Accepted, not yet started.
+    #[default]
+    Pending,
+    /// Fetching the source, reading werf.yaml, computing digests and the build plan.
+    Planning,
+    /// Looking up stages, building the missing ones and publishing images.
+    Building,
+    /// Every requested image is published; the report is in the status.
+    Succeeded,
+    /// The build stopped on an error; the Succeeded condition says why.
+    Failed,
+    /// The build was stopped by `spec.cancel`.
+    Cancelled,
+}
+
+impl Phase {
+    /// True for the phases a build never leaves (Succeeded, Failed, Cancelled).
+    pub fn is_finished(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled)
+    }
+
+    /// The phase name as it appears in the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Planning => "Planning",
+            Phase::Building => "Building",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Cancelled => "Cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What Kiln observed and did for an ImageBuild.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageBuildStatus {
+    /// Where the build is: Pending, Planning, Building, Succeeded, Failed or Cancelled.
+    #[serde(default)]
+    pub phase: Phase,
+
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// The full git commit id `spec.source.git.revision` resolved to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+
+    /// When Kiln started working on the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+
+    /// When the build reached Succeeded, Failed or Cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+
+    /// Conditions with stable reasons. `Succeeded` is True when every image is
+    /// published, False when the build failed or was cancelled (the reason and message
+    /// say why), Unknown while it runs; `kubectl wait --for=condition=Succeeded` works.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// The concurrent build plan: build sets in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<BuildPlanStatus>,
+
+    /// Number of images this build publishes (the requested images and the images they
+    /// depend on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_count: Option<i32>,
+
+    /// Number of stages this build built; every other stage was reused from a stages
+    /// storage. Zero for a fully cached build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt_stages: Option<i32>,
+
+    /// One record per published image: where it is and whether it was rebuilt. Always
+    /// present for a succeeded build, even when the full report is in a ConfigMap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageSummary>,
+
+    /// The build report with werf's field names (`Images`, `ImagesByPlatform`, per-stage
+    /// records...), as `werf build --save-build-report` writes it. Left out when it would
+    /// make the status too large; then `reportConfigMap` names where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<BuildReport>,
+
+    /// Name of a ConfigMap in this namespace, owned by this ImageBuild, holding the full
+    /// build report (key `report.json`, werf's JSON) and its env-file form (key
+    /// `report.env`). Set when the report does not fit into the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_config_map: Option<String>,
+
+    /// The builder pods this build created, for tracing a build to its pods and logs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builder_pods: Vec<BuilderPodRef>,
+}
+
+/// The concurrent build plan (werf's "Concurrent builds plan").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildPlanStatus {
+    /// Build sets in the order they run; the images of one set do not depend on each
+    /// other and build at the same time (at most `spec.parallelTasksLimit` at once).
+    pub sets: Vec<Vec<String>>,
+}
+
+/// The outcome for one published image.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSummary {
+    /// The image name from werf.yaml.
+    pub image: String,
+
+    /// Platforms the image was built for. With more than one, `digest` is the digest
+    /// of the manifest list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+
+    /// Repository the image is published in (`finalRepo` if set, else `repo`).
+    pub repo: String,
+
+    /// The content-based tag `DIGEST-TIMESTAMP_MILLISEC` of the image's last stage.
+    pub tag: String,
+
+    /// Manifest (or manifest list) digest, `sha256:...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+
+    /// True if at least one stage of this image was built by this build.
+    #[serde(default)]
+    pub rebuilt: bool,
+
+    /// Custom tags published for this image (from `spec.customTags`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_tags: Vec<String>,
+}
+
+/// A builder pod created for this build.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuilderPodRef {
+    /// Pod name, in the ImageBuild's namespace.
+    pub name: String,
+
+    /// The werf.yaml image the pod builds.
+    pub image: String,
+
+    /// The platform the pod builds for, such as `linux/arm64`.
+    pub platform: String,
+}

@@ -1,0 +1,44 @@
+//! Command-line interface of `kiln-operator`.
+//!
+//! One module per subcommand. Each module exposes
+//! - `Args`: a `clap::Args` struct with that subcommand's flags, and
+//! - `run(args: Args) -> anyhow::Result<ExitCode>`: does the work synchronously (a
+//!   subcommand that needs async I/O builds its own tokio runtime inside `run`).
+//!
+//! To add a subcommand: add `pub mod name;` below, a variant to [`Command`] whose doc
+//! comment is the one-line help, and an arm to [`run`].
+
+pub mod crd;
+pub mod plan;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Kiln: builds container images the way werf does, as a Kubernetes operator.
+#[derive(Debug, Parser)]
+#[command(name = "kiln-operator", version, about, long_about = None)]
+pub struct Cli {
+    /// The subcommand to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `kiln-operator`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the ImageBuild CustomResourceDefinition as YAML (for `kubectl apply -f -`).
+    Crd(crd::Args),
+    /// Plan a project offline: build sets, and each image's stages and stage digests at a git commit.
+    Plan(plan::Args),
+}
+
+/// Runs the parsed command line and returns the process exit status.
+///
+/// Errors carry their context chain; `main` prints them to stderr.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Crd(args) => crd::run(args),
+        Command::Plan(args) => plan::run(args),
+    }
+}

@@ -1,0 +1,405 @@
+//! Planning a whole project at one git commit: werf.yaml → image DAG → build sets → each
+//! image × platform with its stages and stage digests. This is what `kiln-operator plan` prints
+//! and what the controller plans from. The only reads go through [`GitTree`] (files of the
+//! commit, never a working tree), as werf reads them.
+//!
+//! Dependency build args (`dependencies[].imports`: `ImageName`, `ImageTag`, ...) are only known
+//! once the dependency is built. The plan computes the image's digests twice with two different
+//! stand-in values: stages whose digest does not change do not depend on them and get their
+//! digest; the others are *pending* (no digest yet) and name what they wait for.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{
+    BuildSets, DockerfileTarget, ImageGraph, ParallelOptions, PlanError, Relation, StageBuilder,
+    build_sets, planned_once,
+};
+use crate::config::{ConfigError, ImageKind, Platform, WerfConfig};
+use crate::digest::{DigestError, DockerfileImageInput, StagedMode, dockerfile_image_stages};
+use crate::dockerfile::{Dockerfile, DockerfileError};
+use crate::source::{GitTree, SourceError, clean_repo_path};
+
+/// werf's `WERF_STAGED_DOCKERFILE_VERSION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StagedDockerfileVersion {
+    /// One stage per instruction; the base image enters the first one (werf's default).
+    #[default]
+    V1,
+    /// Like v1 with a separate `FROM` stage.
+    V2,
+}
+
+/// What to plan.
+#[derive(Debug, Clone)]
+pub struct PlanRequest<'a> {
+    /// werf.yaml path in the repository (`werf.yaml`; `werf.yml` is tried when the default is
+    /// absent, as werf does).
+    pub config_path: &'a str,
+    /// Images to plan (with their dependencies); all when empty.
+    pub images: &'a [String],
+    /// `--platform`: overrides every other platform setting when non-empty.
+    pub platforms: &'a [Platform],
+    /// Staged Dockerfile builder revision.
+    pub staged_dockerfile_version: StagedDockerfileVersion,
+    /// `--parallel` / `--parallel-tasks-limit`.
+    pub parallel: ParallelOptions,
+}
+
+impl Default for PlanRequest<'_> {
+    fn default() -> Self {
+        PlanRequest {
+            config_path: "werf.yaml",
+            images: &[],
+            platforms: &[],
+            staged_dockerfile_version: StagedDockerfileVersion::V1,
+            parallel: ParallelOptions::default(),
+        }
+    }
+}
+
+/// The plan of a project at a commit.
+#[derive(Debug, Clone)]
+pub struct ProjectPlan {
+    /// The commit planned (40 hex).
+    pub commit: String,
+    /// werf.yaml `project`.
+    pub project: String,
+    /// Build sets of image names.
+    pub sets: BuildSets,
+    /// Each planned image × platform, in build order (set by set, werf.yaml order inside a
+    /// set, platforms in their configured order).
+    pub images: Vec<ImagePlan>,
+}
+
+/// How an image is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageBuildKind {
+    /// Dockerfile, one `dockerfile` stage.
+    Dockerfile,
+    /// Dockerfile with one stage per instruction.
+    StagedDockerfile,
+    /// Stapel (stages not computed by the planner yet).
+    Stapel,
+}
+
+/// One image × platform of the plan.
+#[derive(Debug, Clone)]
+pub struct ImagePlan {
+    /// werf image name.
+    pub name: String,
+    /// Target platform.
+    pub platform: Platform,
+    /// How it is built.
+    pub kind: ImageBuildKind,
+    /// Whether it is a final image.
+    pub is_final: bool,
+    /// Images that must be built first, with the reason.
+    pub depends_on: Vec<(String, Relation)>,
+    /// Its stages in build order (empty for Stapel images for now).
+    pub stages: Vec<StagePlan>,
+}
+
+/// One stage of an image × platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagePlan {
+    /// werf stage name (`dockerfile`; staged: `FROM`, `run`, `copy`, ...).
+    pub name: String,
+    /// Stage digest (56 hex), or `None` while it waits for a dependency's identifiers.
+    pub digest: Option<String>,
+    /// Staged stages: the instruction after ARG expansion.
+    pub instruction: Option<String>,
+    /// For a pending digest: what it waits for (`ImageTag of image "base"`).
+    pub pending_on: Vec<String>,
+    /// When another image × platform earlier in build order builds this same stage (same
+    /// digest): its image name and platform. The stage is planned once.
+    pub built_by: Option<(String, Platform)>,
+}
+
+/// Errors planning a project; each names the file, image or revision concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectPlanError {
+    /// The repository or revision could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// werf.yaml is not in the commit.
+    #[error("{path} not found at commit {commit}")]
+    ConfigNotFound {
+        /// The path looked up.
+        path: String,
+        /// The commit.
+        commit: String,
+    },
+    /// werf.yaml is not UTF-8.
+    #[error("{path} at commit {commit} is not UTF-8 text")]
+    ConfigNotUtf8 {
+        /// The path.
+        path: String,
+        /// The commit.
+        commit: String,
+    },
+    /// werf.yaml is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An image's Dockerfile is missing.
+    #[error("image {image:?}: Dockerfile {path} not found at commit {commit}")]
+    DockerfileNotFound {
+        /// werf image name.
+        image: String,
+        /// Repo-relative path.
+        path: String,
+        /// The commit.
+        commit: String,
+    },
+    /// An image's Dockerfile is malformed or its target is unknown.
+    #[error("image {image:?}: {source}")]
+    Dockerfile {
+        /// werf image name.
+        image: String,
+        /// The error, naming file and line.
+        #[source]
+        source: DockerfileError,
+    },
+    /// Stage digests could not be computed.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// The image DAG is invalid (cycle, unknown requested image).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+/// Plans the project at `tree`'s commit. See the module docs for pending digests.
+///
+/// Errors: [`ProjectPlanError`] — missing/invalid werf.yaml, missing or malformed Dockerfile,
+/// unknown target stage, COPY source matching nothing, dependency cycle, unknown image.
+pub fn plan_project(
+    tree: &GitTree,
+    request: &PlanRequest<'_>,
+) -> Result<ProjectPlan, ProjectPlanError> {
+    let config = read_config(tree, request.config_path)?;
+    let targets = dockerfile_targets(tree, &config)?;
+    let graph = ImageGraph::from_config(&config, &targets)?;
+    let sets = build_sets(&graph, request.images, request.parallel)?;
+
+    let mut images = Vec::new();
+    for name in sets.images() {
+        let index = graph
+            .index_of(name)
+            .expect("planned images come from the graph");
+        let image = &config.images[index];
+        let depends_on: Vec<(String, Relation)> = graph.nodes()[index]
+            .deps
+            .iter()
+            .map(|e| (graph.nodes()[e.to].name.clone(), e.relation.clone()))
+            .collect();
+        for platform in config.effective_platforms(image, request.platforms) {
+            let (kind, stages) = match &image.kind {
+                ImageKind::Dockerfile(d) => {
+                    let staged = config.effective_staged(image);
+                    let mode = match (staged, request.staged_dockerfile_version) {
+                        (false, _) => StagedMode::NonStaged,
+                        (true, StagedDockerfileVersion::V1) => StagedMode::StagedV1,
+                        (true, StagedDockerfileVersion::V2) => StagedMode::StagedV2,
+                    };
+                    let kind = if staged {
+                        ImageBuildKind::StagedDockerfile
+                    } else {
+                        ImageBuildKind::Dockerfile
+                    };
+                    let args = d
+                        .args_as_strings()
+                        .expect("args were validated with werf.yaml");
+                    let no_args = BTreeMap::new();
+                    let platform_text = platform.to_string();
+                    let input = DockerfileImageInput {
+                        image: &image.name,
+                        context: d.context.as_deref().unwrap_or(""),
+                        dockerfile: &d.dockerfile,
+                        target: d.target.as_deref(),
+                        args: &args,
+                        dependency_args: &no_args,
+                        add_hosts: d.add_hosts(),
+                        context_add_files: d.context_add_files(),
+                        cache_version: config.effective_cache_version(image),
+                        staged: mode,
+                        platform: &platform_text,
+                    };
+                    let stages = dockerfile_stages(tree, image, &input)?;
+                    (kind, stages)
+                }
+                ImageKind::Stapel(_) => (ImageBuildKind::Stapel, Vec::new()),
+            };
+            images.push(ImagePlan {
+                name: image.name.clone(),
+                platform,
+                kind,
+                is_final: image.is_final(),
+                depends_on: depends_on.clone(),
+                stages,
+            });
+        }
+    }
+    mark_planned_once(&mut images);
+    Ok(ProjectPlan {
+        commit: tree.commit_id().to_string(),
+        project: config.project.clone(),
+        sets,
+        images,
+    })
+}
+
+fn read_config(tree: &GitTree, path: &str) -> Result<WerfConfig, ProjectPlanError> {
+    let mut found = tree.read_file(path)?.map(|b| (path, b));
+    if found.is_none() && path == "werf.yaml" {
+        found = tree.read_file("werf.yml")?.map(|b| ("werf.yml", b));
+    }
+    let Some((path, bytes)) = found else {
+        return Err(ProjectPlanError::ConfigNotFound {
+            path: path.to_string(),
+            commit: tree.commit_id().to_string(),
+        });
+    };
+    let text = String::from_utf8(bytes).map_err(|_| ProjectPlanError::ConfigNotUtf8 {
+        path: path.to_string(),
+        commit: tree.commit_id().to_string(),
+    })?;
+    Ok(WerfConfig::parse(path, &text)?)
+}
+
+/// Parses each Dockerfile once and describes every Dockerfile image's target for the DAG.
+fn dockerfile_targets(
+    tree: &GitTree,
+    config: &WerfConfig,
+) -> Result<Vec<DockerfileTarget>, ProjectPlanError> {
+    let mut parsed: HashMap<String, Dockerfile> = HashMap::new();
+    let mut targets = Vec::new();
+    for (index, image) in config.images.iter().enumerate() {
+        let ImageKind::Dockerfile(d) = &image.kind else {
+            continue;
+        };
+        let context = clean_repo_path(d.context.as_deref().unwrap_or(""));
+        let path = clean_repo_path(&format!("{context}/{}", d.dockerfile));
+        if !parsed.contains_key(&path) {
+            let bytes =
+                tree.read_file(&path)?
+                    .ok_or_else(|| ProjectPlanError::DockerfileNotFound {
+                        image: image.name.clone(),
+                        path: path.clone(),
+                        commit: tree.commit_id().to_string(),
+                    })?;
+            let dockerfile =
+                Dockerfile::parse(&path, &String::from_utf8_lossy(&bytes)).map_err(|source| {
+                    ProjectPlanError::Dockerfile {
+                        image: image.name.clone(),
+                        source,
+                    }
+                })?;
+            parsed.insert(path.clone(), dockerfile);
+        }
+        let dockerfile = &parsed[&path];
+        let target = dockerfile
+            .target_index(d.target.as_deref())
+            .map_err(|source| ProjectPlanError::Dockerfile {
+                image: image.name.clone(),
+                source,
+            })?;
+        // Stages only refer to earlier stages, so names up to the target cover every need.
+        let stage_names = (0..=target)
+            .map(|i| dockerfile.stage_name(i).map(str::to_string))
+            .collect();
+        targets.push(DockerfileTarget {
+            image: index,
+            context,
+            dockerfile: path,
+            target,
+            needs: dockerfile.stage_dependencies(target),
+            stage_names,
+        });
+    }
+    Ok(targets)
+}
+
+/// Stages of one Dockerfile image × platform; with dependency imports, digests that depend on
+/// the not-yet-known values are left pending.
+fn dockerfile_stages(
+    tree: &GitTree,
+    image: &crate::config::ImageConfig,
+    base: &DockerfileImageInput<'_>,
+) -> Result<Vec<StagePlan>, ProjectPlanError> {
+    let imports: Vec<(String, String, String)> = image
+        .dependencies()
+        .iter()
+        .flat_map(|dep| {
+            dep.imports.iter().filter_map(move |import| {
+                import
+                    .target_build_arg
+                    .as_ref()
+                    .map(|arg| (arg.clone(), dep.image.clone(), import.kind.clone()))
+            })
+        })
+        .collect();
+    let stand_ins = |salt: &str| -> BTreeMap<String, String> {
+        imports
+            .iter()
+            .map(|(arg, dep, kind)| (arg.clone(), format!("kiln-pending-{salt}-{dep}-{kind}")))
+            .collect()
+    };
+    let first_args = stand_ins("a");
+    let first = dockerfile_image_stages(
+        tree,
+        &DockerfileImageInput {
+            dependency_args: &first_args,
+            ..base.clone()
+        },
+    )?;
+    let pending: Vec<bool> = if imports.is_empty() {
+        vec![false; first.len()]
+    } else {
+        let second_args = stand_ins("b");
+        let second = dockerfile_image_stages(
+            tree,
+            &DockerfileImageInput {
+                dependency_args: &second_args,
+                ..base.clone()
+            },
+        )?;
+        first
+            .iter()
+            .enumerate()
+            .map(|(i, s)| second.get(i).is_none_or(|o| o.digest != s.digest))
+            .collect()
+    };
+    let waits: Vec<String> = imports
+        .iter()
+        .map(|(arg, dep, kind)| format!("{kind} of image {dep:?} (build arg {arg})"))
+        .collect();
+    Ok(first
+        .into_iter()
+        .zip(pending)
+        .map(|(stage, pending)| StagePlan {
+            name: stage.name,
+            digest: (!pending).then_some(stage.digest),
+            instruction: stage.instruction,
+            pending_on: if pending { waits.clone() } else { Vec::new() },
+            built_by: None,
+        })
+        .collect())
+}
+
+fn mark_planned_once(images: &mut [ImagePlan]) {
+    let units: Vec<Vec<Option<&str>>> = images
+        .iter()
+        .map(|i| i.stages.iter().map(|s| s.digest.as_deref()).collect())
+        .collect();
+    let builders = planned_once(&units);
+    let owners: Vec<(String, Platform)> = images
+        .iter()
+        .map(|i| (i.name.clone(), i.platform.clone()))
+        .collect();
+    for (image, stage_builders) in images.iter_mut().zip(builders) {
+        for (stage, builder) in image.stages.iter_mut().zip(stage_builders) {
+            if let StageBuilder::Shared { unit } = builder {
+                stage.built_by = Some(owners[unit].clone());
+            }
+        }
+    }
+}

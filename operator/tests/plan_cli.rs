@@ -1,0 +1,163 @@
+//! `kiln-operator plan` as a user runs it: the binary on a temporary git repository, text and
+//! JSON output, and non-zero exits with the cause on bad input.
+
+mod plan_support;
+
+use std::process::{Command, Output};
+
+use plan_support::{SEED_WERF_YAML, TestRepo, seed_files};
+
+fn run(repo: &TestRepo, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln-operator"))
+        .arg("plan")
+        .arg("--repo-dir")
+        .arg(repo.path())
+        .args(args)
+        .env_remove("WERF_STAGED_DOCKERFILE_VERSION")
+        .output()
+        .expect("run kiln-operator")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn seed_repo() -> (TestRepo, String) {
+    let repo = TestRepo::new();
+    let commit = repo.commit(&seed_files(SEED_WERF_YAML));
+    (repo, commit)
+}
+
+#[test]
+fn text_output_prints_the_concurrent_builds_plan() {
+    let (repo, commit) = seed_repo();
+    let text = stdout(&run(&repo, &[]));
+    let expected_plan = "\
+┌ Concurrent builds plan (no more than 5 images at the same time)
+│ Set #0:
+│ - ⛵ image backend
+│ - ⛵ image frontend
+│
+│ Set #1:
+│ - ⛵ image frontend-assets
+└ Concurrent builds plan (no more than 5 images at the same time)
+";
+    assert!(text.contains(expected_plan), "{text}");
+    assert!(
+        text.starts_with(&format!("Project shop, commit {commit}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("┌ ⛵ image frontend-assets (linux/amd64)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("│ after image frontend (Dockerfile stage application)\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches("│ dockerfile  ").count(), 3, "{text}");
+}
+
+#[test]
+fn json_output_has_sets_and_stage_digests() {
+    let (repo, _) = seed_repo();
+    let out = stdout(&run(
+        &repo,
+        &["--output", "json", "--platform", "linux/amd64,linux/arm64"],
+    ));
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        json["sets"],
+        serde_json::json!([["backend", "frontend"], ["frontend-assets"]])
+    );
+    let object = json.as_object().unwrap();
+    assert_eq!(object.keys().collect::<Vec<_>>(), ["images", "sets"]);
+    let images = json["images"].as_array().unwrap();
+    assert_eq!(images.len(), 6);
+    let units: Vec<String> = images
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["name"].as_str().unwrap(),
+                i["platform"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(units[0], "backend linux/amd64");
+    assert_eq!(units[1], "backend linux/arm64");
+    assert_eq!(units[5], "frontend-assets linux/arm64");
+    for image in images {
+        assert_eq!(image.as_object().unwrap().len(), 3);
+        let stages = image["stages"].as_array().unwrap();
+        assert_eq!(stages.len(), 1);
+        assert_eq!(stages[0]["name"], "dockerfile");
+        assert_eq!(stages[0]["digest"].as_str().unwrap().len(), 56);
+        assert_eq!(stages[0].as_object().unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn revision_selects_an_older_commit() {
+    let repo = TestRepo::new();
+    let first = repo.commit(&seed_files(SEED_WERF_YAML));
+    let only_backend = "project: shop\nconfigVersion: 1\n---\nimage: backend\ndockerfile: Dockerfile\ncontext: backend\n";
+    repo.commit(&seed_files(only_backend));
+    let head: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&repo, &["--output", "json"]))).unwrap();
+    assert_eq!(head["sets"], serde_json::json!([["backend"]]));
+    let old: serde_json::Value = serde_json::from_str(&stdout(&run(
+        &repo,
+        &["--output", "json", "--revision", &first[..10]],
+    )))
+    .unwrap();
+    assert_eq!(old["sets"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn parallel_flags_change_the_plan() {
+    let (repo, _) = seed_repo();
+    let text = stdout(&run(&repo, &["--parallel-tasks-limit", "0"]));
+    assert!(text.contains("┌ Concurrent builds plan\n"), "{text}");
+    let out = stdout(&run(
+        &repo,
+        &["--parallel", "false", "--output", "json", "frontend"],
+    ));
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["sets"], serde_json::json!([["frontend"]]));
+}
+
+fn failure(output: &Output) -> String {
+    assert!(!output.status.success(), "expected a failure");
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_the_cause() {
+    let (repo, _) = seed_repo();
+    let err = failure(&run(&repo, &["--platform", "linux/amd65"]));
+    assert!(err.contains("invalid --platform \"linux/amd65\""), "{err}");
+    let err = failure(&run(&repo, &["nope"]));
+    assert!(
+        err.contains("image \"nope\" is not defined in werf.yaml"),
+        "{err}"
+    );
+    let err = failure(&run(&repo, &["--revision", "no-such-branch"]));
+    assert!(err.contains("no-such-branch"), "{err}");
+    let err = failure(&run(&repo, &["--config", "missing.yaml"]));
+    assert!(err.contains("missing.yaml not found at commit"), "{err}");
+
+    let broken = TestRepo::new();
+    broken.commit(&seed_files(
+        "project: shop\nconfigVersion: 1\n---\nimage: a\n  dockerfile: D\n",
+    ));
+    let err = failure(&run(&broken, &[]));
+    assert!(err.contains("werf.yaml, document 2"), "{err}");
+    assert!(err.contains("YAML syntax error"), "{err}");
+}

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod digest;
 pub mod dockerfile;
+pub mod lock;
 pub mod mirror;
 pub mod plan;
 pub mod pods;

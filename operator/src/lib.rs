@@ -9,4 +9,5 @@ pub mod plan;
 pub mod pods;
 pub mod slug;
 pub mod source;
+pub mod storage;
 pub mod tags;

@@ -3,11 +3,15 @@
 
 mod storage_support;
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use kiln_operator::storage::client::RegistryClientConfig;
 use kiln_operator::storage::publish;
 use kiln_operator::storage::{
     CandidateRule, DockerConfig, FinalCopy, Freshness, OldestCreationTs, Operation, RegistryClient,
-    StageContent, StageDescription, StageId, StagesStorage, StorageError, StorageRepos, Verdict,
+    RetryPolicy, StageContent, StageDescription, StageId, StagesStorage, StorageError,
+    StorageRepos, Verdict,
 };
 use kiln_testkit::registry::{RegistryFlavor, RegistryOptions, TestRegistry};
 use storage_support::*;
@@ -191,12 +195,104 @@ async fn wrong_or_missing_credentials_give_a_clear_error() {
     }
 }
 
+/// Moves a repository's tag directory aside and puts a file in its place: the registry
+/// then fails every tag read of that repository with 500.
+fn break_tags(registry: &TestRegistry, repository: &str) -> (PathBuf, PathBuf) {
+    let tags = registry
+        .storage_dir()
+        .join("docker/registry/v2/repositories")
+        .join(repository)
+        .join("_manifests/tags");
+    let aside = tags.with_extension("aside");
+    std::fs::rename(&tags, &aside).unwrap();
+    std::fs::write(&tags, "not a directory").unwrap();
+    (tags, aside)
+}
+
+fn repair_tags((tags, aside): &(PathBuf, PathBuf)) {
+    std::fs::remove_file(tags).unwrap();
+    std::fs::rename(aside, tags).unwrap();
+}
+
 #[tokio::test]
-async fn unreachable_registry_is_retried_then_named() {
-    let port = kiln_testkit::registry::free_loopback_port().unwrap();
-    let r: kiln_operator::storage::RepoRef = format!("127.0.0.1:{port}/shop").parse().unwrap();
+async fn server_errors_are_retried_then_named() {
+    let registry = TestRegistry::start().unwrap();
+    let r = repo(&registry, "shop");
+    push_image(
+        &registry,
+        "shop",
+        &stage("s", T1).tag(),
+        &TestImage::new("x"),
+    )
+    .await;
+    let broken = break_tags(&registry, "shop");
+
+    // Always 500: retried, then a clear error with the attempt count.
+    let client = client_for(&registry);
+    let err = client.list_tags(&r).await.unwrap_err();
+    let StorageError::Unavailable {
+        attempts,
+        operation,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (*attempts, *operation),
+        (3, Operation::ListTags),
+        "1 attempt + 2 retries"
+    );
+    assert_eq!(client.request_counts().get(Operation::ListTags), 3);
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("list tags in {}/shop", registry.address())) && text.contains("500"),
+        "{text}"
+    );
+    let err = client
+        .get_manifest(&r, &stage("s", T1).tag())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Unavailable {
+                attempts: 3,
+                operation: Operation::GetManifest,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // 500 first, repaired before the retry: the retry succeeds.
+    let patient = RegistryClient::new(RegistryClientConfig {
+        retry: RetryPolicy {
+            max_retries: 3,
+            min_delay: Duration::from_millis(600),
+            max_delay: Duration::from_secs(2),
+        },
+        ..Default::default()
+    });
+    let repair = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        repair_tags(&broken);
+    });
+    let tags = patient.list_tags(&r).await.unwrap();
+    repair.join().unwrap();
+    assert_eq!(tags, [stage("s", T1).tag()]);
+    assert_eq!(patient.request_counts().get(Operation::ListTags), 2);
+}
+
+#[tokio::test]
+async fn timeouts_are_retried_then_named() {
+    // A socket that accepts connections (the kernel does) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap().to_string();
+    let r: kiln_operator::storage::RepoRef = format!("{address}/shop").parse().unwrap();
     let client = RegistryClient::new(RegistryClientConfig {
         retry: fast_retry(),
+        read_timeout: Duration::from_millis(300),
         ..Default::default()
     });
     let err = client.list_tags(&r).await.unwrap_err();
@@ -208,10 +304,21 @@ async fn unreachable_registry_is_retried_then_named() {
     else {
         panic!("{err:?}")
     };
-    assert_eq!(attempts, 3, "1 attempt + 2 retries");
-    assert_eq!(registry, &format!("127.0.0.1:{port}"));
-    assert_eq!(client.request_counts().get(Operation::ListTags), 3);
-    assert!(err.to_string().contains("list tags in 127.0.0.1:"), "{err}");
+    assert_eq!(attempts, 3);
+    assert_eq!(registry, &address);
+    let err = client.get_manifest(&r, "latest").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Unavailable {
+                attempts: 3,
+                operation: Operation::GetManifest,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    drop(silent);
 }
 
 #[tokio::test]
@@ -818,4 +925,143 @@ async fn fully_cached_image_request_budget() {
     let again = storage.request_counts();
     storage.find_stages(&lookups).await;
     assert_eq!((storage.request_counts() - again).total(), 0);
+}
+
+#[tokio::test]
+async fn publishing_a_new_stage_never_overwrites_a_tag() {
+    let registry = TestRegistry::start().unwrap();
+    let r = repo(&registry, "shop");
+    let d = digest("built");
+    // Another builder published the same digest at the very millisecond we would use.
+    let theirs = push_image(
+        &registry,
+        "shop",
+        &StageId::new(d.clone(), T2).tag(),
+        &TestImage::new("theirs"),
+    )
+    .await;
+    let storage = StagesStorage::new(client_for(&registry), StorageRepos::new(r.clone()));
+    // Under the lock: fresh re-check (it finds theirs, which is what a reconcile would
+    // reuse); a stage published anyway gets the next free millisecond.
+    let found = storage
+        .find_stage(&d, None, &OldestCreationTs, Freshness::Fresh)
+        .await
+        .unwrap();
+    assert_eq!(found.unwrap().stage_id.creation_ts_ms(), T2);
+    let ours = storage.new_stage_id(&d, T2).await.unwrap();
+    assert_eq!(ours, StageId::new(d.clone(), T2 + 1));
+    push_image(&registry, "shop", &ours.tag(), &TestImage::new("ours")).await;
+    assert!(storage.published(&ours).await.is_empty());
+    assert_eq!(
+        storage.new_stage_id(&d, T2).await.unwrap().creation_ts_ms(),
+        T2 + 2
+    );
+    // Theirs is untouched and still the one selected (oldest).
+    let client = storage.client();
+    assert_eq!(
+        client
+            .get_manifest(&r, &StageId::new(d.clone(), T2).tag())
+            .await
+            .unwrap()
+            .digest,
+        theirs
+    );
+    let next = StagesStorage::new(client.clone(), StorageRepos::new(r));
+    let chosen = next
+        .find_stage(&d, None, &OldestCreationTs, Freshness::Cached)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(chosen.stage_id.creation_ts_ms(), T2);
+}
+
+#[tokio::test]
+async fn bearer_token_registry() {
+    let registry = TestRegistry::start_with(RegistryOptions {
+        auth: Some(kiln_testkit::registry::BasicAuth {
+            username: "kiln".into(),
+            password: "s3cret".into(),
+        }),
+        flavor: RegistryFlavor::Distribution3,
+        access_log: false,
+        token_auth: true,
+    })
+    .unwrap();
+    let id = stage("token", T1);
+    let pushed = push_image(&registry, "team/shop", &id.tag(), &TestImage::new("t")).await;
+    let r = repo(&registry, "team/shop");
+
+    // The secret's basic credentials buy tokens from the registry's token server.
+    let storage = StagesStorage::new(client_for(&registry), StorageRepos::new(r.clone()));
+    let found = storage
+        .find_stage(id.digest(), None, &OldestCreationTs, Freshness::Cached)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.manifest_digest, pushed);
+    let counts = storage.request_counts();
+    assert_eq!(counts.get(Operation::Authenticate), 1, "{counts}");
+    assert_eq!(
+        counts.get(Operation::ListTags),
+        2,
+        "challenged once, then with the token"
+    );
+    // Later listings reuse the token.
+    storage.tags(&r, Freshness::Fresh).await.unwrap();
+    assert_eq!(
+        (storage.request_counts() - counts).get(Operation::ListTags),
+        1
+    );
+    assert!(registry.token_server().unwrap().tokens_issued() >= 2);
+
+    // Writes: a copy into another repository of the registry.
+    let other = repo(&registry, "team/shop-final");
+    let (digest, stats) = publish::copy_image(storage.client(), &r, &other, &id.tag())
+        .await
+        .unwrap();
+    assert_eq!(digest, pushed);
+    assert_eq!(stats.mounted + stats.transferred, 2, "{stats:?}");
+    assert_eq!(
+        storage
+            .client()
+            .get_manifest(&other, &id.tag())
+            .await
+            .unwrap()
+            .digest,
+        pushed
+    );
+
+    // Wrong password: the token server refuses, and the error says where.
+    let wrong = format!(
+        r#"{{"auths":{{"{}":{{"username":"kiln","password":"nope"}}}}}}"#,
+        registry.address()
+    );
+    let client = RegistryClient::new(RegistryClientConfig {
+        credentials: DockerConfig::parse(wrong.as_bytes()).unwrap(),
+        retry: fast_retry(),
+        ..Default::default()
+    });
+    let err = client.list_tags(&r).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Unauthorized {
+                operation: Operation::ListTags,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("team/shop"), "{err}");
+    let err = client.get_manifest(&r, &id.tag()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Unauthorized {
+                operation: Operation::GetManifest,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }

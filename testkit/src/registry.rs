@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+mod token_server;
+pub use token_server::TokenServer;
+
 /// How long [`TestRegistry::start`] waits for `GET /v2/` to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -51,6 +54,10 @@ pub struct RegistryOptions {
     pub flavor: RegistryFlavor,
     /// Log every request (read them with [`TestRegistry::requests`]).
     pub access_log: bool,
+    /// With `auth` and [`RegistryFlavor::Distribution3`]: delegate authentication to a
+    /// bearer-token server started alongside (Docker token protocol, RS256 JWTs), which
+    /// issues tokens to holders of `auth`'s credentials — the way hosted registries work.
+    pub token_auth: bool,
 }
 
 /// One request the registry served, from its access log.
@@ -73,6 +80,7 @@ pub struct TestRegistry {
     // Held for its Drop: the registry's storage, config and htpasswd file.
     _dir: tempfile::TempDir,
     log_path: PathBuf,
+    token_server: Option<TokenServer>,
 }
 
 impl TestRegistry {
@@ -130,6 +138,17 @@ impl TestRegistry {
         serde_json::json!({ "auths": auths }).to_string()
     }
 
+    /// The bearer-token server, when started with `token_auth`.
+    pub fn token_server(&self) -> Option<&TokenServer> {
+        self.token_server.as_ref()
+    }
+
+    /// The registry's filesystem storage root (`docker/registry/v2/…` lives under it).
+    /// Tests may damage it on purpose to make the registry answer 500.
+    pub fn storage_dir(&self) -> PathBuf {
+        self._dir.path().join("storage")
+    }
+
     /// The registry's own log so far (stdout and stderr), for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -140,7 +159,11 @@ impl TestRegistry {
             auth,
             flavor,
             access_log,
+            token_auth,
         } = options;
+        if token_auth && (auth.is_none() || flavor != RegistryFlavor::Distribution3) {
+            bail!("token_auth needs credentials (auth) and the distribution v3 flavour");
+        }
         let program = match flavor {
             RegistryFlavor::Distribution2 => PathBuf::from("docker-registry"),
             RegistryFlavor::Distribution3 => {
@@ -161,7 +184,20 @@ impl TestRegistry {
         let address = format!("127.0.0.1:{port}");
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage)?;
+        let mut token_server = None;
         let auth_section = match &auth {
+            Some(a) if token_auth => {
+                let server = TokenServer::start(dir.path(), a.clone())?;
+                let section = format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    jwks: {}\n",
+                    server.realm(),
+                    token_server::SERVICE,
+                    token_server::ISSUER,
+                    TokenServer::jwks_path(dir.path()).display()
+                );
+                token_server = Some(server);
+                section
+            }
             Some(a) => {
                 let htpasswd = dir.path().join("htpasswd");
                 write_htpasswd(&htpasswd, a)?;
@@ -203,6 +239,7 @@ impl TestRegistry {
             auth,
             _dir: dir,
             log_path,
+            token_server,
         };
         registry.wait_ready()?;
         Ok(registry)

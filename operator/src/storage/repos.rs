@@ -10,7 +10,9 @@
 //!   stage; a stage found there is copied into `repo` keeping its `DIGEST-TIMESTAMP`.
 //! - `cacheRepos`: read first for descriptions; written through after every publish;
 //!   never listed, never the source of truth, never copied back to `repo`. Failures to
-//!   write them are warnings.
+//!   write them are warnings. Unlike werf, a cache miss on a lookup is not refilled: a
+//!   reused stage is never pulled (only described), so there is nothing to refill from;
+//!   caches fill through publishes and secondary copies.
 //!
 //! A [`StagesStorage`] lives for one reconcile: its tags lists and descriptions are cached
 //! for that long, so a fully cached image with N stages costs one tags list per repo and at
@@ -283,6 +285,19 @@ impl StagesStorage {
             .buffered(self.lookup_concurrency)
             .collect()
             .await
+    }
+
+    /// The ID to publish a newly built stage of `digest` under, from `now_ms` (UTC
+    /// milliseconds) moved past timestamps the digest already uses in `repo`. Call under
+    /// the stage lock after the fresh re-check (`find_stage` with [`Freshness::Fresh`]),
+    /// so the index it reads is current.
+    pub async fn new_stage_id(
+        &self,
+        digest: &StageDigest,
+        now_ms: u64,
+    ) -> Result<StageId, StorageError> {
+        let index = self.tags(&self.repos.repo, Freshness::Cached).await?;
+        Ok(index.new_stage_id(digest, now_ms))
     }
 
     /// Looks for a suitable stage in the secondary repos, in order; the first found is

@@ -105,6 +105,27 @@ impl StageTagIndex {
         self.rejected.contains(id)
     }
 
+    /// The stage ID for a stage built now: `now_ms` (UTC milliseconds), moved forward
+    /// past any timestamp this digest already uses (as a stage or a rejection record), so a
+    /// `DIGEST-TIMESTAMP` tag is never overwritten. werf v2 meant to do this but its loop
+    /// never advanced; v3 advances by one millisecond, as here. Use the index of a fresh
+    /// listing taken under the stage lock.
+    pub fn new_stage_id(&self, digest: &StageDigest, now_ms: u64) -> StageId {
+        let mut ts = now_ms.max(1);
+        let used = |ts: u64| {
+            let id = StageId::new(digest.clone(), ts);
+            self.rejected.contains(&id)
+                || self
+                    .stages
+                    .get(digest)
+                    .is_some_and(|all| all.binary_search(&ts).is_ok())
+        };
+        while used(ts) {
+            ts += 1;
+        }
+        StageId::new(digest.clone(), ts)
+    }
+
     /// Whether a non-stage tag (a custom tag, `latest`, …) is present.
     pub fn contains_other_tag(&self, tag: &str) -> bool {
         self.other_tags.contains(tag)
@@ -231,6 +252,36 @@ mod tests {
         assert!(index.is_rejected(&rejected));
         assert!(!index.contains(&rejected));
         assert!(index.contains(&StageId::new(digest('a'), 1_700_000_000_100)));
+    }
+
+    #[test]
+    fn new_stage_ids_never_reuse_a_tag() {
+        let index = StageTagIndex::from_tags([
+            tag('a', 1_700_000_000_500),
+            tag('a', 1_700_000_000_501),
+            format!("{}-rejected", tag('a', 1_700_000_000_502)),
+            tag('b', 1_700_000_000_503),
+        ]);
+        // ..500 and ..501 are stages, ..502 a rejection record: next free is ..503.
+        assert_eq!(
+            index
+                .new_stage_id(&digest('a'), 1_700_000_000_500)
+                .creation_ts_ms(),
+            1_700_000_000_503
+        );
+        // Another digest's timestamps do not matter.
+        assert_eq!(
+            index
+                .new_stage_id(&digest('b'), 1_700_000_000_500)
+                .creation_ts_ms(),
+            1_700_000_000_500
+        );
+        assert_eq!(
+            index
+                .new_stage_id(&digest('a'), 1_700_000_000_400)
+                .creation_ts_ms(),
+            1_700_000_000_400
+        );
     }
 
     #[test]

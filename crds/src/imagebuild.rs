@@ -183,6 +183,35 @@ pub struct ImageBuildSpec {
     pub builder: Option<BuilderSpec>,
 }
 
+/// The spec serde produces when every optional field is left out: werf's defaults
+/// (`parallel: true`, `parallelTasksLimit: 5`, revision `HEAD`, staged layout `v1`),
+/// with empty `source.git.url` and `repo` for the caller to fill in.
+impl Default for ImageBuildSpec {
+    fn default() -> Self {
+        ImageBuildSpec {
+            source: SourceSpec::default(),
+            config: None,
+            repo: String::new(),
+            final_repo: None,
+            secondary_repos: Vec::new(),
+            cache_repos: Vec::new(),
+            registry_secret_ref: None,
+            images: Vec::new(),
+            platforms: Vec::new(),
+            custom_tags: Vec::new(),
+            parallel: default_parallel(),
+            parallel_tasks_limit: default_parallel_tasks_limit(),
+            network: None,
+            ssh_key_secret_refs: Vec::new(),
+            registry_mirrors: Vec::new(),
+            cancel: false,
+            timeout: None,
+            staged_dockerfile_version: StagedDockerfileVersion::V1,
+            builder: None,
+        }
+    }
+}
+
 fn default_parallel() -> bool {
     true
 }
@@ -209,7 +238,7 @@ pub struct SourceSpec {
 }
 
 /// A git repository and the revision to build.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GitSource {
     /// Clone URL: `https://...`, `http://...`, `ssh://user@host/path` or
@@ -228,6 +257,17 @@ pub struct GitSource {
     /// optionally `known_hosts` for SSH (type `kubernetes.io/ssh-auth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
+}
+
+/// Empty URL, revision `HEAD` (the serde default), no secret.
+impl Default for GitSource {
+    fn default() -> Self {
+        GitSource {
+            url: String::new(),
+            revision: default_revision(),
+            secret_ref: None,
+        }
+    }
 }
 
 fn default_revision() -> String {

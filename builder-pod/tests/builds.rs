@@ -1,0 +1,647 @@
+//! `kiln-builder` against real Buildah and a real registry (issue "Must show").
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use kiln_crds::job::{Instruction, NetworkMode, ParentRef, RunMount, StageBuild};
+
+#[test]
+fn non_staged_multi_stage_dockerfile_builds_the_target_and_publishes_it() {
+    let h = Harness::new();
+    let git = GitRepo::new(&h.tmp.path().join("git"));
+    let commit = git.commit(&[("app/hello.txt", b"hello from git\n")]);
+    let dockerfile = format!(
+        "FROM {base} AS base\nRUN echo base > /base\n\
+         FROM base AS app\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n\
+         FROM app AS extra\nRUN echo extra-stage-ran > /extra\n",
+        base = h.base.list
+    );
+    let repo = h.repo("multi");
+    let mut job = h.job(&repo);
+    job.source = Some(git.source(&commit));
+    job.context_dir = "app".into();
+    job.target = Some("app".into());
+    job.stages = vec![dockerfile_stage("multi", &dockerfile)];
+    let out = h.run(&job);
+    out.assert_ok();
+
+    // One stage, tagged DIGEST-TIMESTAMP_MILLISEC with the timestamp taken during the run.
+    assert_eq!(out.result.stages.len(), 1);
+    let stage = &out.result.stages[0];
+    let (digest, ts) = stage.tag.split_once('-').unwrap();
+    assert_eq!(digest, job.stages[0].digest);
+    assert_eq!(ts.len(), 13);
+    let ts: u64 = ts.parse().unwrap();
+    assert!(
+        out.started_ms <= ts && ts <= out.ended_ms,
+        "{ts} not in run"
+    );
+    assert_eq!(h.tags(&repo), vec![stage.tag.clone()]);
+
+    // The target's RUN ran and printed under the stage prefix; the later stage did not run.
+    assert!(
+        out.stage_lines(1).iter().any(|l| l == "hello from git"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("extra-stage-ran > /extra"),
+        "{}",
+        out.stdout
+    );
+
+    // werf labels, and the reported IDs match the registry.
+    let reference = format!("{repo}:{}", stage.tag);
+    let config = h.config(&reference);
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["werf"], "kiln-test");
+    assert_eq!(
+        labels["werf-stage-content-digest"],
+        job.stages[0].content_digest
+    );
+    assert_eq!(labels["werf-project-repo-commit"], commit);
+    let (raw, manifest) = h.manifest(&reference);
+    assert_eq!(
+        stage.image_id.as_deref(),
+        manifest["config"]["digest"].as_str()
+    );
+    let expected_digest = format!("sha256:{}", sha256_hex(raw.as_bytes()));
+    assert_eq!(
+        stage.manifest_digest.as_deref(),
+        Some(expected_digest.as_str())
+    );
+    let size: u64 = manifest["config"]["size"].as_u64().unwrap()
+        + manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["size"].as_u64().unwrap())
+            .sum::<u64>();
+    assert_eq!(stage.size, Some(size));
+    assert!(stage.build_seconds.unwrap() > 0.0);
+    let history: Vec<String> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        history.iter().any(|h| h.contains("cat /hello.txt")),
+        "{history:?}"
+    );
+    assert!(
+        !history.iter().any(|h| h.contains("extra-stage-ran")),
+        "{history:?}"
+    );
+}
+
+#[test]
+fn staged_dockerfile_second_run_rebuilds_only_from_the_changed_copy() {
+    let h = Harness::new();
+    let git = GitRepo::new(&h.tmp.path().join("git"));
+    let first_commit = git.commit(&[("app.txt", b"version one\n")]);
+    let repo = h.repo("staged");
+
+    // What the operator would send for `FROM base; ENV; COPY app.txt; RUN` (staged v2).
+    let from = |key: &str| {
+        let mut s = instruction_stage(
+            key,
+            ParentRef::Image {
+                reference: h.base.list.clone(),
+            },
+            "FROM x",
+            shell_run("x"),
+        );
+        s.name = "FROM1".into();
+        s.build = StageBuild::From;
+        s
+    };
+    let env = |key: &str| {
+        instruction_stage(
+            key,
+            ParentRef::Previous,
+            "ENV GREETING=hi",
+            Instruction::Env {
+                vars: vec![kv("GREETING", "hi")],
+            },
+        )
+    };
+    let copy = |key: &str, parent: ParentRef| {
+        instruction_stage(
+            key,
+            parent,
+            "COPY app.txt /app.txt",
+            Instruction::Copy {
+                sources: vec!["app.txt".into()],
+                dest: "/app.txt".into(),
+                from: None,
+                chown: None,
+                chmod: None,
+            },
+        )
+    };
+    let run = |key: &str| {
+        instruction_stage(
+            key,
+            ParentRef::Previous,
+            "RUN cat /app.txt && echo \"$GREETING\" > /greeting",
+            shell_run("cat /app.txt && echo \"$GREETING\" > /greeting"),
+        )
+    };
+
+    let mut job = h.job(&repo);
+    job.source = Some(git.source(&first_commit));
+    job.stages = vec![
+        from("from"),
+        env("env"),
+        copy("copy-1", ParentRef::Previous),
+        run("run-1"),
+    ];
+    let first = h.run(&job);
+    first.assert_ok();
+    assert_eq!(first.result.stages.len(), 4);
+    assert!(
+        first.stage_lines(4).iter().any(|l| l == "version one"),
+        "{}",
+        first.stdout
+    );
+    let tags1: Vec<String> = first.result.stages.iter().map(|s| s.tag.clone()).collect();
+    // Each stage is labelled with its parent stage; FROM (no stage parent) with the commit.
+    let cfg = |i: usize, r: &Outcome| h.config(&format!("{repo}:{}", r.result.stages[i].tag));
+    let from_labels = cfg(0, &first)["config"]["Labels"].clone();
+    assert_eq!(from_labels["werf-project-repo-commit"], first_commit);
+    assert!(from_labels.get("werf.io/parent-stage-id").is_none());
+    for i in 1..4 {
+        let labels = cfg(i, &first)["config"]["Labels"].clone();
+        assert_eq!(
+            labels["werf.io/parent-stage-id"],
+            tags1[i - 1].as_str(),
+            "stage {i}"
+        );
+        assert_eq!(
+            labels["werf-stage-content-digest"],
+            job.stages[i].content_digest
+        );
+        // Instruction stages do not set the commit (as in werf); they inherit the FROM
+        // stage's label with the rest of its config.
+        assert_eq!(
+            labels["werf-project-repo-commit"], first_commit,
+            "stage {i}"
+        );
+    }
+    assert!(
+        cfg(1, &first)["config"]["Env"]
+            .to_string()
+            .contains("GREETING=hi")
+    );
+
+    // The COPY source changes: FROM and ENV keep their digests and are reused; the operator
+    // sends only COPY (on the published ENV stage) and RUN.
+    let second_commit = git.commit(&[("app.txt", b"version two\n")]);
+    let mut job2 = h.job(&repo);
+    job2.source = Some(git.source(&second_commit));
+    job2.stages = vec![
+        copy(
+            "copy-2",
+            ParentRef::Stage {
+                reference: format!("{repo}:{}", tags1[1]),
+            },
+        ),
+        run("run-2"),
+    ];
+    let second = h.run(&job2);
+    second.assert_ok();
+    assert_eq!(second.result.stages.len(), 2);
+    assert!(
+        !second.stdout.contains(&job.stages[0].digest),
+        "FROM rebuilt: {}",
+        second.stdout
+    );
+    assert!(
+        second.stage_lines(2).iter().any(|l| l == "version two"),
+        "{}",
+        second.stdout
+    );
+    let copy_labels = cfg(0, &second)["config"]["Labels"].clone();
+    assert_eq!(copy_labels["werf.io/parent-stage-id"], tags1[1].as_str());
+    assert_eq!(copy_labels["werf-project-repo-commit"], first_commit);
+    // The new stages sit on the reused ENV stage's layers.
+    let (_, env_manifest) = h.manifest(&format!("{repo}:{}", tags1[1]));
+    let (_, run_manifest) = h.manifest(&format!("{repo}:{}", second.result.stages[1].tag));
+    let layers = |m: &serde_json::Value| -> Vec<String> {
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let env_layers = layers(&env_manifest);
+    assert_eq!(
+        &layers(&run_manifest)[..env_layers.len()],
+        env_layers.as_slice()
+    );
+    // All six stages are in the stages storage, none overwritten.
+    let mut expected: Vec<String> = tags1
+        .iter()
+        .chain(second.result.stages.iter().map(|s| &s.tag))
+        .cloned()
+        .collect();
+    expected.sort();
+    assert_eq!(h.tags(&repo), expected);
+}
+
+#[test]
+fn arm64_runs_under_qemu_staged_and_not() {
+    kiln_testkit::qemu::ensure_aarch64().unwrap();
+    let h = Harness::new();
+    let git = GitRepo::new(&h.tmp.path().join("git"));
+    let commit = git.commit(&[("README", b"arm\n")]);
+    let repo = h.repo("arm");
+    let mut job = h.job(&repo);
+    job.platform = Some("linux/arm64".into());
+    job.source = Some(git.source(&commit));
+    job.stages = vec![dockerfile_stage(
+        "arm",
+        &format!("FROM {}\nRUN uname -m\n", h.base.list),
+    )];
+    let out = h.run(&job);
+    out.assert_ok();
+    assert!(
+        out.stage_lines(1).iter().any(|l| l == "aarch64"),
+        "{}",
+        out.stdout
+    );
+    let config = h.config(&format!("{repo}:{}", out.result.stages[0].tag));
+    assert_eq!(config["architecture"], "arm64");
+
+    let mut staged = h.job(&repo);
+    staged.platform = Some("linux/arm64".into());
+    staged.stages = vec![instruction_stage(
+        "arm-run",
+        ParentRef::Image {
+            reference: h.base.list.clone(),
+        },
+        "RUN uname -m",
+        shell_run("uname -m"),
+    )];
+    let out = h.run(&staged);
+    out.assert_ok();
+    assert!(
+        out.stage_lines(1).iter().any(|l| l == "aarch64"),
+        "{}",
+        out.stdout
+    );
+    let config = h.config(&format!("{repo}:{}", out.result.stages[0].tag));
+    assert_eq!(config["architecture"], "arm64");
+}
+
+/// A loopback listener that answers `pong` and counts connections.
+fn pong_listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 16];
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"pong\n");
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn network_none_cuts_off_loopback_and_host_reaches_it() {
+    let h = Harness::new();
+    let git = GitRepo::new(&h.tmp.path().join("git"));
+    let commit = git.commit(&[("README", b"net\n")]);
+    let (port, connections) = pong_listener();
+    let repo = h.repo("net");
+    let probe = format!("echo ping | nc -w 3 127.0.0.1 {port}");
+    let dockerfile = format!("FROM {}\nRUN {probe}\n", h.base.list);
+    let job = |network: NetworkMode, key: &str| {
+        let mut job = h.job(&repo);
+        job.network = network;
+        job.source = Some(git.source(&commit));
+        job.base_images = vec![h.base.list.clone()];
+        job.stages = vec![dockerfile_stage(key, &dockerfile)];
+        job
+    };
+
+    let isolated = h.run(&job(NetworkMode::None, "none"));
+    assert_eq!(isolated.exit_code, Some(1), "{}", isolated.stdout);
+    let failure = isolated.result.failure.as_ref().unwrap();
+    assert_eq!(failure.instruction, format!("RUN {probe}"));
+    assert_eq!(failure.exit_code, Some(1));
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+
+    let host = h.run(&job(NetworkMode::Host, "host"));
+    host.assert_ok();
+    assert!(
+        host.stage_lines(1).iter().any(|l| l == "pong"),
+        "{}",
+        host.stdout
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+
+    // Staged RUN: the same isolation per instruction.
+    let mut staged = h.job(&repo);
+    staged.network = NetworkMode::None;
+    staged.stages = vec![instruction_stage(
+        "staged-none",
+        ParentRef::Image {
+            reference: h.base.list.clone(),
+        },
+        &format!("RUN {probe}"),
+        shell_run(&probe),
+    )];
+    let out = h.run(&staged);
+    assert_eq!(out.exit_code, Some(1), "{}", out.stdout);
+    assert_eq!(out.result.failure.as_ref().unwrap().exit_code, Some(1));
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    assert!(
+        h.tags(&repo)
+            .iter()
+            .all(|t| !t.starts_with(&digest("staged-none")))
+    );
+}
+
+/// ssh-add and the shared libraries it needs, laid out under `tools/` at their absolute
+/// paths, so that `COPY tools/ /` makes a busybox image able to talk to an ssh-agent.
+fn ssh_add_tree() -> Vec<(String, Vec<u8>)> {
+    let ldd = std::process::Command::new("ldd")
+        .arg("/usr/bin/ssh-add")
+        .output()
+        .unwrap();
+    let mut files = vec![(
+        "tools/usr/bin/ssh-add".to_owned(),
+        std::fs::read("/usr/bin/ssh-add").unwrap(),
+    )];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line.split_whitespace().find(|w| w.starts_with('/'));
+        if let Some(path) = path {
+            files.push((format!("tools{path}"), std::fs::read(path).unwrap()));
+        }
+    }
+    files
+}
+
+#[test]
+fn ssh_key_reaches_run_mount_type_ssh() {
+    let h = Harness::new();
+    let keys = h.tmp.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = keys.join("deploy");
+    let made = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "kiln-deploy-key",
+            "-f",
+        ])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let git = GitRepo::new(&h.tmp.path().join("git"));
+    let tree = ssh_add_tree();
+    let files: Vec<(&str, &[u8])> = tree
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect();
+    let commit = git.commit_executable(&files);
+    let repo = h.repo("ssh");
+    let probe = "echo \"sock=$SSH_AUTH_SOCK\" && ssh-add -l";
+    let mut job = h.job(&repo);
+    job.source = Some(git.source(&commit));
+    job.ssh_key_paths = vec![key.display().to_string()];
+    job.stages = vec![dockerfile_stage(
+        "ssh",
+        &format!(
+            "FROM {}\nCOPY tools/ /\nRUN --mount=type=ssh {probe}\n",
+            h.base.list
+        ),
+    )];
+    let out = h.run(&job);
+    out.assert_ok();
+    let lines = out.stage_lines(1);
+    assert!(
+        lines.iter().any(|l| l.starts_with("sock=/")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("kiln-deploy-key (ED25519)")),
+        "{}",
+        out.stdout
+    );
+
+    // Staged: COPY the tools, then RUN --mount=type=ssh through buildah run.
+    let mut staged = h.job(&repo);
+    staged.source = Some(git.source(&commit));
+    staged.ssh_key_paths = vec![key.display().to_string()];
+    staged.stages = vec![
+        instruction_stage(
+            "ssh-copy",
+            ParentRef::Image {
+                reference: h.base.list.clone(),
+            },
+            "COPY tools/ /",
+            Instruction::Copy {
+                sources: vec!["tools/".into()],
+                dest: "/".into(),
+                from: None,
+                chown: None,
+                chmod: None,
+            },
+        ),
+        instruction_stage(
+            "ssh-run",
+            ParentRef::Previous,
+            &format!("RUN --mount=type=ssh {probe}"),
+            Instruction::Run {
+                command: vec![probe.into()],
+                prepend_shell: true,
+                env: vec![],
+                mounts: vec![RunMount::Ssh { target: None }],
+                network: None,
+            },
+        ),
+    ];
+    let out = h.run(&staged);
+    out.assert_ok();
+    let lines = out.stage_lines(2);
+    assert!(
+        lines.iter().any(|l| l == "sock=/run/buildkit/ssh_agent.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("kiln-deploy-key (ED25519)")),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn docker_io_mirror_resolves_from_busybox_to_the_local_registry() {
+    let h = Harness::new();
+    let git = GitRepo::new(&h.tmp.path().join("git"));
+    let commit = git.commit(&[("README", b"mirror\n")]);
+    let repo = h.repo("mirror");
+    let mut job = h.job(&repo);
+    job.registry_mirrors = vec![format!("http://{}", h.registry.address())];
+    job.source = Some(git.source(&commit));
+    job.stages = vec![dockerfile_stage(
+        "mirror",
+        "FROM busybox\nRUN echo through-the-mirror\n",
+    )];
+    let out = h.run(&job);
+    out.assert_ok();
+    assert!(
+        out.stage_lines(1).iter().any(|l| l == "through-the-mirror"),
+        "{}",
+        out.stdout
+    );
+    // The built image sits on the amd64 busybox layer pushed to the local registry.
+    let (_, base) = h.manifest(&h.base.amd64);
+    let (_, built) = h.manifest(&format!("{repo}:{}", out.result.stages[0].tag));
+    assert_eq!(built["layers"][0]["digest"], base["layers"][0]["digest"]);
+
+    // Staged: the parent `busybox` resolves the same way.
+    let mut staged = h.job(&repo);
+    staged.registry_mirrors = job.registry_mirrors.clone();
+    staged.stages = vec![instruction_stage(
+        "mirror-staged",
+        ParentRef::Image {
+            reference: "busybox".into(),
+        },
+        "RUN echo staged-mirror",
+        shell_run("echo staged-mirror"),
+    )];
+    let out = h.run(&staged);
+    out.assert_ok();
+    assert!(
+        out.stage_lines(1).iter().any(|l| l == "staged-mirror"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn failing_run_reports_stage_instruction_exit_code_and_log_tail() {
+    let h = Harness::new();
+    let git = GitRepo::new(&h.tmp.path().join("git"));
+    let commit = git.commit(&[("README", b"fail\n")]);
+    let repo = h.repo("fail");
+    let mut job = h.job(&repo);
+    job.source = Some(git.source(&commit));
+    job.stages = vec![dockerfile_stage(
+        "fail",
+        &format!(
+            "FROM {}\nRUN echo about-to-fail && exit 3\nRUN echo never\n",
+            h.base.list
+        ),
+    )];
+    let out = h.run(&job);
+    assert_eq!(out.exit_code, Some(1));
+    assert!(out.message.len() <= 4096);
+    let failure = out.result.failure.as_ref().unwrap();
+    assert_eq!(failure.stage_index, 1);
+    assert_eq!(failure.stage, "dockerfile");
+    assert_eq!(failure.digest, digest("fail"));
+    assert_eq!(failure.instruction, "RUN echo about-to-fail && exit 3");
+    assert_eq!(failure.exit_code, Some(3));
+    assert!(
+        failure.log_tail.contains("about-to-fail"),
+        "{}",
+        failure.log_tail
+    );
+    assert!(out.result.stages.is_empty());
+    assert!(h.tags(&repo).is_empty(), "nothing published");
+
+    // Staged: stage 1 is published (valid cache), stage 2 fails, nothing under its digest.
+    let mut staged = h.job(&repo);
+    staged.stages = vec![
+        instruction_stage(
+            "ok-env",
+            ParentRef::Image {
+                reference: h.base.list.clone(),
+            },
+            "ENV A=1",
+            Instruction::Env {
+                vars: vec![kv("A", "1")],
+            },
+        ),
+        instruction_stage(
+            "bad-run",
+            ParentRef::Previous,
+            "RUN echo $A; exit 5",
+            shell_run("echo $A; exit 5"),
+        ),
+    ];
+    let out = h.run(&staged);
+    assert_eq!(out.exit_code, Some(1));
+    let failure = out.result.failure.as_ref().unwrap();
+    assert_eq!((failure.stage_index, failure.stage.as_str()), (2, "run"));
+    assert_eq!(failure.instruction, "RUN echo $A; exit 5");
+    assert_eq!(failure.exit_code, Some(5));
+    assert!(
+        failure.log_tail.lines().any(|l| l == "1"),
+        "{}",
+        failure.log_tail
+    );
+    assert_eq!(out.result.stages.len(), 1);
+    assert_eq!(h.tags(&repo), vec![out.result.stages[0].tag.clone()]);
+}
+
+#[test]
+fn unreadable_job_exits_2_with_the_cause_in_the_termination_message() {
+    let h = Harness::new();
+    let out = h.run_json(r#"{"apiVersion":"kiln.dev/job/v2","stages":[]}"#);
+    assert_eq!(out.exit_code, Some(2));
+    let failure = out.result.failure.unwrap();
+    assert_eq!(failure.instruction, "read job");
+    assert!(
+        failure
+            .message
+            .contains("unsupported apiVersion \"kiln.dev/job/v2\""),
+        "{}",
+        failure.message
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(bytes)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}

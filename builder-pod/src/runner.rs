@@ -198,16 +198,23 @@ mod tests {
         let err = runner
             .run(
                 "script",
-                Command::new("sh").args(["-c", "echo a; echo b; echo c >&2; exit 7"]),
+                Command::new("sh").args(["-c", "echo a; echo b; echo c; exit 7"]),
             )
             .unwrap_err();
         assert_eq!(err.exit_code(), Some(7));
-        // Two lines kept; "a" dropped. The order between b and c depends on two pipes, so
-        // only membership is checked.
-        let tail = err.tail();
-        assert_eq!(tail.lines().count(), 2, "{tail}");
-        assert!(tail.contains('c') && !tail.contains('a'), "{tail}");
+        assert_eq!(err.tail(), "b\nc");
         assert_eq!(err.to_string(), "script: sh exited with exit status 7");
+    }
+
+    #[test]
+    fn failure_tail_includes_stderr() {
+        let err = Runner::new("", 5)
+            .run(
+                "script",
+                Command::new("sh").args(["-c", "echo oops >&2; exit 1"]),
+            )
+            .unwrap_err();
+        assert_eq!(err.tail(), "oops");
     }
 
     #[test]

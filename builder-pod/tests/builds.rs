@@ -282,23 +282,33 @@ fn arm64_runs_under_qemu_staged_and_not() {
 
     let mut staged = h.job(&repo);
     staged.platform = Some("linux/arm64".into());
-    staged.stages = vec![instruction_stage(
-        "arm-run",
-        ParentRef::Image {
-            reference: h.base.list.clone(),
-        },
-        "RUN uname -m",
-        shell_run("uname -m"),
-    )];
+    staged.stages = vec![
+        instruction_stage(
+            "arm-env",
+            ParentRef::Image {
+                reference: h.base.list.clone(),
+            },
+            "ENV ARCH_NOTE=emulated",
+            Instruction::Env {
+                vars: vec![kv("ARCH_NOTE", "emulated")],
+            },
+        ),
+        instruction_stage(
+            "arm-run",
+            ParentRef::Previous,
+            "RUN uname -m && echo $ARCH_NOTE",
+            shell_run("uname -m && echo $ARCH_NOTE"),
+        ),
+    ];
     let out = h.run(&staged);
     out.assert_ok();
-    assert!(
-        out.stage_lines(1).iter().any(|l| l == "aarch64"),
-        "{}",
-        out.stdout
-    );
-    let config = h.config(&format!("{repo}:{}", out.result.stages[0].tag));
-    assert_eq!(config["architecture"], "arm64");
+    let lines = out.stage_lines(2);
+    assert!(lines.iter().any(|l| l == "aarch64"), "{}", out.stdout);
+    assert!(lines.iter().any(|l| l == "emulated"), "{}", out.stdout);
+    for stage in &out.result.stages {
+        let config = h.config(&format!("{repo}:{}", stage.tag));
+        assert_eq!(config["architecture"], "arm64");
+    }
 }
 
 /// A loopback listener that answers `pong` and counts connections.
@@ -610,6 +620,29 @@ fn failing_run_reports_stage_instruction_exit_code_and_log_tail() {
     );
     assert_eq!(out.result.stages.len(), 1);
     assert_eq!(h.tags(&repo), vec![out.result.stages[0].tag.clone()]);
+
+    // A long log: the termination message stays within 4,096 bytes and keeps the end.
+    let noisy = "i=0; while [ $i -lt 3000 ]; do echo \"noise line $i\"; i=$((i+1)); done; exit 7";
+    let mut loud = h.job(&repo);
+    loud.stages = vec![instruction_stage(
+        "noisy",
+        ParentRef::Image {
+            reference: h.base.list.clone(),
+        },
+        &format!("RUN {noisy}"),
+        shell_run(noisy),
+    )];
+    let out = h.run(&loud);
+    assert_eq!(out.exit_code, Some(1));
+    assert!(out.message.len() <= 4096, "{}", out.message.len());
+    let failure = out.result.failure.as_ref().unwrap();
+    assert_eq!(failure.exit_code, Some(7));
+    assert!(
+        failure.log_tail.contains("noise line 2999"),
+        "{}",
+        failure.log_tail
+    );
+    assert!(!failure.log_tail.contains("noise line 100\n"));
 }
 
 #[test]
@@ -623,6 +656,36 @@ fn unreadable_job_exits_2_with_the_cause_in_the_termination_message() {
         failure
             .message
             .contains("unsupported apiVersion \"kiln.dev/job/v2\""),
+        "{}",
+        failure.message
+    );
+}
+
+#[test]
+fn job_from_the_environment_is_read_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let message = tmp.path().join("termination-log");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_kiln-builder"))
+        .arg("--termination-log")
+        .arg(&message)
+        .env_remove("KILN_JOB_FILE")
+        .env(
+            "KILN_JOB",
+            r#"{"apiVersion":"kiln.dev/job/v1","project":"p"}"#,
+        )
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(2));
+    let result: kiln_crds::job::BuildResult =
+        serde_json::from_str(&std::fs::read_to_string(&message).unwrap()).unwrap();
+    let failure = result.failure.unwrap();
+    assert!(
+        failure.message.starts_with("build job KILN_JOB:"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains("missing field"),
         "{}",
         failure.message
     );
@@ -644,4 +707,66 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .next()
         .unwrap()
         .to_owned()
+}
+
+#[test]
+fn pushes_with_dockerconfigjson_credentials_copies_to_cache_repo_and_passes_args_and_hosts() {
+    let h = Harness::new();
+    let secured =
+        kiln_testkit::registry::TestRegistry::start_with_basic_auth("kiln", "s3cret").unwrap();
+    let auth = h.tmp.path().join("dockerconfigjson");
+    std::fs::write(&auth, secured.docker_config_json()).unwrap();
+    let git = GitRepo::new(&h.tmp.path().join("git"));
+    let commit = git.commit(&[("README", b"auth\n")]);
+    let repo = format!("{}/shop", secured.address());
+    let cache = h.repo("cache");
+    let mut job = h.job(&repo);
+    job.insecure_registries.push(secured.address().to_owned());
+    job.registry_auth_path = Some(auth.display().to_string());
+    job.cache_repos = vec![cache.clone()];
+    job.build_args.insert("GREETING".into(), "hello-arg".into());
+    job.add_hosts = vec!["kiln-extra-host:10.1.2.3".into()];
+    job.source = Some(git.source(&commit));
+    job.stages = vec![dockerfile_stage(
+        "auth",
+        &format!(
+            "FROM {}\nARG GREETING\nRUN echo \"$GREETING\" && grep kiln-extra-host /etc/hosts\n",
+            h.base.list
+        ),
+    )];
+    let out = h.run(&job);
+    out.assert_ok();
+    let lines = out.stage_lines(1);
+    assert!(lines.iter().any(|l| l == "hello-arg"), "{}", out.stdout);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("10.1.2.3") && l.contains("kiln-extra-host")),
+        "{}",
+        out.stdout
+    );
+    let tag = &out.result.stages[0].tag;
+    // The cache repo got the same tag (anonymous registry, readable without credentials).
+    assert_eq!(h.tags(&cache), vec![tag.clone()]);
+
+    // Wrong credentials: the push fails, is reported as such, and nothing is tagged.
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            secured.address(),
+            kiln_testkit::registry::base64_encode(b"kiln:wrong")
+        ),
+    )
+    .unwrap();
+    job.stages[0].digest = digest("auth-wrong");
+    let out = h.run(&job);
+    assert_eq!(out.exit_code, Some(1));
+    let failure = out.result.failure.as_ref().unwrap();
+    assert_eq!(failure.instruction, "push");
+    assert!(
+        failure.log_tail.contains(secured.address()),
+        "{}",
+        failure.log_tail
+    );
 }

@@ -12,8 +12,8 @@
 use std::time::{Duration, Instant};
 
 use kiln_operator::storage::{
-    DockerConfig, Operation, RegistryClient, RegistryClientConfig, RepoRef, StageDigest, StageId,
-    StageTagIndex, StagesStorage, StorageRepos,
+    DockerConfig, Freshness, Operation, RegistryClient, RegistryClientConfig, RepoRef, StageDigest,
+    StageId, StageTagIndex, StagesStorage, StorageRepos,
 };
 use kiln_testkit::registry::{RegistryFlavor, RegistryOptions, TestRegistry};
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -165,6 +165,7 @@ fn main() {
     let lookups: Vec<(StageDigest, Option<u64>)> =
         expected.iter().map(|(d, _)| (d.clone(), None)).collect();
     let mut times: Vec<Duration> = Vec::new();
+    let mut list_times: Vec<Duration> = Vec::new();
     let mut last_counts = None;
     for i in 0..iterations {
         let client = RegistryClient::new(RegistryClientConfig {
@@ -173,8 +174,13 @@ fn main() {
         });
         let storage = StagesStorage::new(client, StorageRepos::new(repo.clone()));
         let start = Instant::now();
+        runtime
+            .block_on(storage.tags(&repo, Freshness::Cached))
+            .expect("tags listed");
+        let listed = start.elapsed();
         let found = runtime.block_on(storage.find_stages(&lookups));
         let elapsed = start.elapsed();
+        list_times.push(listed);
         for (f, (_, want)) in found.iter().zip(&expected) {
             let got = f
                 .as_ref()
@@ -191,11 +197,12 @@ fn main() {
             counts,
             "cached pass made requests"
         );
-        println!("iteration {i}: {elapsed:.1?}; requests: {counts}");
+        println!("iteration {i}: {elapsed:.1?} (tags list {listed:.1?}); requests: {counts}");
         times.push(elapsed);
         last_counts = Some(counts);
     }
     times.sort();
+    list_times.sort();
     let counts = last_counts.unwrap();
     println!(
         "select 50 digests among 10,000 tags (fresh reconcile): median {:.1?}, min {:.1?}, max {:.1?} over {} iterations",
@@ -203,6 +210,10 @@ fn main() {
         times[0],
         times[times.len() - 1],
         times.len()
+    );
+    println!(
+        "  of which listing 10,000 tags: median {:.1?}",
+        list_times[list_times.len() / 2]
     );
     for op in Operation::ALL {
         let n = counts.get(op);

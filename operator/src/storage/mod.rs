@@ -13,6 +13,8 @@
 //! - [`auth`], [`retry`], [`counters`], [`error`]: credentials, backoff, request counts,
 //!   errors.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod client;
 pub mod counters;

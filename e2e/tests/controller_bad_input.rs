@@ -1,0 +1,211 @@
+//! The controller against a real kube-apiserver: bad input ends in a Failed condition that
+//! names the cause, leaves no builder pod, and deleting the ImageBuild passes through the
+//! finalizer. The operator runs in-process on the test's runtime (`controller::run`).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kiln_crds::ImageBuild;
+use kiln_e2e::TestCluster;
+use kiln_operator::controller::{self, Context, Settings};
+use kiln_operator::metrics::{Metrics, Readiness};
+use kiln_operator::mirror::SourceCache;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::json;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.org")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.org")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn repo_with(root: &Path, name: &str, werf_yaml: &str) -> String {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("werf.yaml"), werf_yaml).unwrap();
+    std::fs::write(dir.join("Dockerfile"), "FROM busybox\n").unwrap();
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-q", "-m", "c"]);
+    format!("file://{}", dir.display())
+}
+
+async fn install_crd(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &kiln_crds::crd())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let builds: Api<ImageBuild> = Api::all(client.clone());
+    while builds.list(&ListParams::default()).await.is_err() {
+        assert!(Instant::now() < deadline, "CRD not served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_finished(api: &Api<ImageBuild>, name: &str) -> ImageBuild {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(ib) = api.get_opt(name).await.unwrap()
+            && ib.status.as_ref().is_some_and(|s| s.phase.is_finished())
+        {
+            return ib;
+        }
+        assert!(Instant::now() < deadline, "{name} did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn image_build(name: &str, url: &str, revision: &str) -> ImageBuild {
+    serde_json::from_value(json!({
+        "apiVersion": "kiln.dev/v1alpha1", "kind": "ImageBuild",
+        "metadata": {"name": name},
+        "spec": {"source": {"git": {"url": url, "revision": revision}},
+                 "repo": "127.0.0.1:5999/shop"}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn bad_input_fails_with_a_named_cause_and_no_pods() {
+    kiln_e2e::init_test_logging();
+    let cluster = TestCluster::start().await.unwrap();
+    let client = cluster.client();
+    install_crd(&client).await;
+    let ns = "default";
+    let tmp = tempfile::tempdir().unwrap();
+    let good = repo_with(
+        tmp.path(),
+        "good",
+        "project: shop\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\n",
+    );
+    let bad = repo_with(
+        tmp.path(),
+        "bad",
+        "project: shop\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\nbogus: 1\n",
+    );
+
+    let metrics = Arc::new(Metrics::new());
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        Arc::new(SourceCache::new(tmp.path().join("cache"))),
+        Settings {
+            lock_namespace: ns.into(),
+            ..Settings::default()
+        },
+    ));
+    let readiness = Arc::new(Readiness::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let operator = tokio::spawn({
+        let readiness = readiness.clone();
+        async move { controller::run(ctx, &[ns.to_owned()], readiness, stop_rx).await }
+    });
+
+    let api: Api<ImageBuild> = Api::namespaced(client.clone(), ns);
+    api.create(
+        &PostParams::default(),
+        &image_build("missing-rev", &good, "release-9"),
+    )
+    .await
+    .unwrap();
+    api.create(
+        &PostParams::default(),
+        &image_build("bad-config", &bad, "main"),
+    )
+    .await
+    .unwrap();
+    api.create(
+        &PostParams::default(),
+        &image_build(
+            "no-repo",
+            &format!("file://{}/absent", tmp.path().display()),
+            "main",
+        ),
+    )
+    .await
+    .unwrap();
+
+    let ib = wait_finished(&api, "missing-rev").await;
+    let status = ib.status.unwrap();
+    assert_eq!(status.phase, kiln_crds::Phase::Failed);
+    let cond = &status.conditions[0];
+    assert_eq!(
+        (cond.type_.as_str(), cond.status.as_str()),
+        ("Succeeded", "False")
+    );
+    assert_eq!(cond.reason, "RevisionNotFound");
+    assert!(cond.message.contains("\"release-9\""), "{}", cond.message);
+    assert!(
+        ib.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&controller::FINALIZER.to_owned())
+    );
+
+    let cond = wait_finished(&api, "bad-config")
+        .await
+        .status
+        .unwrap()
+        .conditions[0]
+        .clone();
+    assert_eq!(cond.reason, "InvalidConfig");
+    assert!(cond.message.contains("bogus"), "{}", cond.message);
+
+    let cond = wait_finished(&api, "no-repo")
+        .await
+        .status
+        .unwrap()
+        .conditions[0]
+        .clone();
+    assert_eq!(cond.reason, "SourceUnavailable");
+
+    assert!(readiness.get());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // Deleting passes through the finalizer and the object goes away.
+    api.delete("missing-rev", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while api.get_opt("missing-rev").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "finalizer not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = metrics.encode();
+    assert!(
+        text.contains("kiln_builds_total{phase=\"Failed\"} 3"),
+        "{text}"
+    );
+
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(TIMEOUT, operator)
+        .await
+        .expect("the controller stops on shutdown")
+        .unwrap()
+        .unwrap();
+}

@@ -132,13 +132,11 @@ pub struct ImageBuildSpec {
 
     /// Build independent images of a build set at the same time (werf `--parallel`).
     #[serde(default = "default_parallel")]
-    #[schemars(default = "default_parallel")]
     pub parallel: bool,
 
     /// At most this many builds of a build set at once (werf `--parallel-tasks-limit`);
     /// zero or less: no limit.
     #[serde(default = "default_parallel_tasks_limit")]
-    #[schemars(default = "default_parallel_tasks_limit")]
     pub parallel_tasks_limit: i32,
 
     /// Network mode for RUN instructions in builder pods (werf `--backend-network`), for
@@ -160,7 +158,6 @@ pub struct ImageBuildSpec {
     /// Set to true to stop the build: builder pods are deleted, stage locks released and
     /// the phase becomes Cancelled. Stages already published stay in the stages storage.
     #[serde(default)]
-    #[schemars(default = "default_false")]
     pub cancel: bool,
 
     /// Longest time the build may take from its start, as a Go duration such as `30m`
@@ -174,13 +171,41 @@ pub struct ImageBuildSpec {
     /// instruction belongs to the first stage) or `v2` (FROM is a stage of its own).
     /// Changing it changes stage digests.
     #[serde(default)]
-    #[schemars(default = "default_staged_dockerfile_version")]
     pub staged_dockerfile_version: StagedDockerfileVersion,
 
     /// Overrides for the builder pods of this build (resources, node selection,
     /// tolerations). Unset fields take the operator's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder: Option<BuilderSpec>,
+}
+
+/// The spec serde produces when every optional field is left out: werf's defaults
+/// (`parallel: true`, `parallelTasksLimit: 5`, revision `HEAD`, staged layout `v1`),
+/// with empty `source.git.url` and `repo` for the caller to fill in.
+impl Default for ImageBuildSpec {
+    fn default() -> Self {
+        ImageBuildSpec {
+            source: SourceSpec::default(),
+            config: None,
+            repo: String::new(),
+            final_repo: None,
+            secondary_repos: Vec::new(),
+            cache_repos: Vec::new(),
+            registry_secret_ref: None,
+            images: Vec::new(),
+            platforms: Vec::new(),
+            custom_tags: Vec::new(),
+            parallel: default_parallel(),
+            parallel_tasks_limit: default_parallel_tasks_limit(),
+            network: None,
+            ssh_key_secret_refs: Vec::new(),
+            registry_mirrors: Vec::new(),
+            cancel: false,
+            timeout: None,
+            staged_dockerfile_version: StagedDockerfileVersion::V1,
+            builder: None,
+        }
+    }
 }
 
 fn default_parallel() -> bool {
@@ -192,14 +217,6 @@ fn default_parallel_tasks_limit() -> i32 {
     crate::DEFAULT_PARALLEL_TASKS_LIMIT
 }
 
-fn default_false() -> bool {
-    false
-}
-
-fn default_staged_dockerfile_version() -> StagedDockerfileVersion {
-    StagedDockerfileVersion::V1
-}
-
 /// Where the project's files come from.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -209,7 +226,7 @@ pub struct SourceSpec {
 }
 
 /// A git repository and the revision to build.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GitSource {
     /// Clone URL: `https://...`, `http://...`, `ssh://user@host/path` or
@@ -220,7 +237,6 @@ pub struct GitSource {
     /// Branch, tag or commit to build. The resolved commit is recorded in
     /// `status.commit`. Default: the remote's HEAD.
     #[serde(default = "default_revision")]
-    #[schemars(default = "default_revision")]
     pub revision: String,
 
     /// A Secret in this namespace with credentials for the repository: `username` and
@@ -228,6 +244,17 @@ pub struct GitSource {
     /// optionally `known_hosts` for SSH (type `kubernetes.io/ssh-auth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
+}
+
+/// Empty URL, revision `HEAD` (the serde default), no secret.
+impl Default for GitSource {
+    fn default() -> Self {
+        GitSource {
+            url: String::new(),
+            revision: default_revision(),
+            secret_ref: None,
+        }
+    }
 }
 
 fn default_revision() -> String {
@@ -294,7 +321,6 @@ pub struct BuilderSpec {
     /// `kubernetes.io/os` and `kubernetes.io/arch` taken from the platform, for example
     /// `linux` and `arm64` for `linux/arm64/v8`) instead of emulating it with QEMU.
     #[serde(default)]
-    #[schemars(default = "default_false")]
     pub native_platforms: bool,
 
     /// Extra node labels per platform, for example

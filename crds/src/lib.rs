@@ -7,13 +7,19 @@
 //! - [`imagebuild`]: `ImageBuild` spec and status, with a description on every field.
 //! - [`report`]: the build report with werf's JSON field names, its JSON and env-file
 //!   renderings, and a loader that validates it as werf does.
+//! - [`status`]: per-image summaries, rebuilt-stage count and the status size rule.
+//! - [`conditions`], [`validate`], [`duration`]: condition reasons, spec rules, `timeout`.
 //! - [`crd`] / [`crd_yaml`]: the CustomResourceDefinition; `crds/imagebuild.kiln.dev.yaml`
 //!   is a committed copy of [`crd_yaml`], kept identical by a test.
+
+#![warn(missing_docs)]
 
 pub mod conditions;
 pub mod duration;
 pub mod imagebuild;
+pub mod job;
 pub mod report;
+pub mod status;
 pub mod validate;
 
 pub use conditions::{ConditionStatus, Reason};

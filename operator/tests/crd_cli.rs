@@ -38,3 +38,29 @@ fn unknown_subcommand_fails_with_usage() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no-such-command"), "{stderr}");
 }
+
+#[test]
+fn a_reader_that_closes_early_is_not_an_error() {
+    use std::process::Stdio;
+    // A pipe whose read end is already closed: the child's first write fails with
+    // EPIPE, as under `kiln-operator crd | head -0`.
+    let (reader, writer) = std::io::pipe().expect("create a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln-operator"))
+        .arg("crd")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run kiln-operator crd");
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

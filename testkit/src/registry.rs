@@ -1,8 +1,12 @@
-//! A real container registry (Debian's `docker-registry`, distribution v2) on a free
-//! loopback port, with or without htpasswd basic auth.
+//! A real container registry on a free loopback port, with or without htpasswd basic
+//! auth: Debian's `docker-registry` (distribution 2.8) by default, or distribution v3
+//! (built by `hack/setup.d/40-distribution-v3.sh`), which pages the tags list with `n`
+//! and a `Link` header where 2.8 always returns every tag at once.
 //!
 //! The registry runs as a child process with its storage in a temporary directory; both
-//! are gone when the [`TestRegistry`] is dropped, also when the test panics.
+//! are gone when the [`TestRegistry`] is dropped, also when the test panics. With
+//! [`RegistryOptions::access_log`] the registry logs every request, and
+//! [`TestRegistry::requests`] returns them, so tests can count what a client really sent.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -11,6 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+mod token_server;
+pub use token_server::TokenServer;
 
 /// How long [`TestRegistry::start`] waits for `GET /v2/` to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,6 +31,46 @@ pub struct BasicAuth {
     pub password: String,
 }
 
+/// Which registry implementation to run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RegistryFlavor {
+    /// Debian's `docker-registry` 2.8: the tags list is never paginated.
+    #[default]
+    Distribution2,
+    /// distribution v3 from `$KILN_CACHE_DIR/bin`: the tags list honours `n`/`last` and
+    /// answers with `Link: <…>; rel="next"` while more tags follow.
+    Distribution3,
+}
+
+/// The distribution v3 version `hack/setup.d/40-distribution-v3.sh` installs.
+pub const DISTRIBUTION_V3_VERSION: &str = "v3.1.2";
+
+/// How to start a [`TestRegistry`].
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Require these basic-auth credentials.
+    pub auth: Option<BasicAuth>,
+    /// Which implementation.
+    pub flavor: RegistryFlavor,
+    /// Log every request (read them with [`TestRegistry::requests`]).
+    pub access_log: bool,
+    /// With `auth` and [`RegistryFlavor::Distribution3`]: delegate authentication to a
+    /// bearer-token server started alongside (Docker token protocol, RS256 JWTs), which
+    /// issues tokens to holders of `auth`'s credentials — the way hosted registries work.
+    pub token_auth: bool,
+}
+
+/// One request the registry served, from its access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedRequest {
+    /// `GET`, `HEAD`, `PUT`, …
+    pub method: String,
+    /// Path with query, e.g. `/v2/shop/tags/list?n=1000`.
+    pub path: String,
+    /// HTTP status.
+    pub status: u16,
+}
+
 /// A running registry. Drop stops it and deletes its storage.
 #[derive(Debug)]
 pub struct TestRegistry {
@@ -33,6 +80,7 @@ pub struct TestRegistry {
     // Held for its Drop: the registry's storage, config and htpasswd file.
     _dir: tempfile::TempDir,
     log_path: PathBuf,
+    token_server: Option<TokenServer>,
 }
 
 impl TestRegistry {
@@ -41,16 +89,30 @@ impl TestRegistry {
     /// Errors when `docker-registry` is not installed (run `hack/setup.sh`) or does not
     /// answer `GET /v2/` within 30 s.
     pub fn start() -> anyhow::Result<Self> {
-        Self::start_inner(None)
+        Self::start_with(RegistryOptions::default())
     }
 
     /// Starts a registry that requires HTTP basic auth for `username`/`password`
     /// (bcrypt htpasswd entry made with `htpasswd -Bbn` from apache2-utils).
     pub fn start_with_basic_auth(username: &str, password: &str) -> anyhow::Result<Self> {
-        Self::start_inner(Some(BasicAuth {
-            username: username.to_owned(),
-            password: password.to_owned(),
-        }))
+        Self::start_with(RegistryOptions {
+            auth: Some(BasicAuth {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// Starts a registry as `options` say. Errors name the missing binary and the setup
+    /// script that installs it.
+    pub fn start_with(options: RegistryOptions) -> anyhow::Result<Self> {
+        Self::start_inner(options)
+    }
+
+    /// Requests served so far, in order (empty unless started with `access_log`).
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.log().lines().filter_map(parse_access_line).collect()
     }
 
     /// `127.0.0.1:PORT`, the registry host as it appears in image references.
@@ -76,12 +138,45 @@ impl TestRegistry {
         serde_json::json!({ "auths": auths }).to_string()
     }
 
+    /// The bearer-token server, when started with `token_auth`.
+    pub fn token_server(&self) -> Option<&TokenServer> {
+        self.token_server.as_ref()
+    }
+
+    /// The registry's filesystem storage root (`docker/registry/v2/…` lives under it).
+    /// Tests may damage it on purpose to make the registry answer 500.
+    pub fn storage_dir(&self) -> PathBuf {
+        self._dir.path().join("storage")
+    }
+
     /// The registry's own log so far (stdout and stderr), for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    fn start_inner(auth: Option<BasicAuth>) -> anyhow::Result<Self> {
+    fn start_inner(options: RegistryOptions) -> anyhow::Result<Self> {
+        let RegistryOptions {
+            auth,
+            flavor,
+            access_log,
+            token_auth,
+        } = options;
+        if token_auth && (auth.is_none() || flavor != RegistryFlavor::Distribution3) {
+            bail!("token_auth needs credentials (auth) and the distribution v3 flavour");
+        }
+        let program = match flavor {
+            RegistryFlavor::Distribution2 => PathBuf::from("docker-registry"),
+            RegistryFlavor::Distribution3 => {
+                let path = distribution_v3_path();
+                if !path.exists() {
+                    bail!(
+                        "{} is missing; build it with hack/setup.d/40-distribution-v3.sh",
+                        path.display()
+                    );
+                }
+                path
+            }
+        };
         let dir = tempfile::Builder::new()
             .prefix("kiln-registry-")
             .tempdir()?;
@@ -89,7 +184,20 @@ impl TestRegistry {
         let address = format!("127.0.0.1:{port}");
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage)?;
+        let mut token_server = None;
         let auth_section = match &auth {
+            Some(a) if token_auth => {
+                let server = TokenServer::start(dir.path(), a.clone())?;
+                let section = format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    jwks: {}\n",
+                    server.realm(),
+                    token_server::SERVICE,
+                    token_server::ISSUER,
+                    TokenServer::jwks_path(dir.path()).display()
+                );
+                token_server = Some(server);
+                section
+            }
             Some(a) => {
                 let htpasswd = dir.path().join("htpasswd");
                 write_htpasswd(&htpasswd, a)?;
@@ -101,8 +209,9 @@ impl TestRegistry {
             None => String::new(),
         };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  \
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: {}\nstorage:\n  \
              filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}\n{}",
+            !access_log,
             storage.display(),
             address,
             auth_section
@@ -111,20 +220,26 @@ impl TestRegistry {
         std::fs::write(&config_path, config)?;
         let log_path = dir.path().join("registry.log");
         let log = std::fs::File::create(&log_path)?;
-        let child = Command::new("docker-registry")
+        let child = Command::new(&program)
             .arg("serve")
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("starting docker-registry (install it with hack/setup.sh)")?;
+            .with_context(|| {
+                format!(
+                    "starting {} (install it with hack/setup.sh)",
+                    program.display()
+                )
+            })?;
         let registry = TestRegistry {
             child,
             address,
             auth,
             _dir: dir,
             log_path,
+            token_server,
         };
         registry.wait_ready()?;
         Ok(registry)
@@ -155,6 +270,34 @@ impl Drop for TestRegistry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `$KILN_CACHE_DIR/bin/registry-v3-<version>` (cache default `$HOME/.cache/kiln`).
+pub fn distribution_v3_path() -> PathBuf {
+    let cache = std::env::var_os("KILN_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kiln")
+        });
+    cache
+        .join("bin")
+        .join(format!("registry-v3-{DISTRIBUTION_V3_VERSION}"))
+}
+
+/// Parses a combined-log-format access line:
+/// `127.0.0.1 - - [date] "GET /v2/ HTTP/1.1" 200 2 "" "agent"`.
+fn parse_access_line(line: &str) -> Option<LoggedRequest> {
+    let (_, rest) = line.split_once("] \"")?;
+    let (request, rest) = rest.split_once('"')?;
+    let mut parts = request.split(' ');
+    let method = parts.next()?.to_owned();
+    let path = parts.next()?.to_owned();
+    let status = rest.split_whitespace().next()?.parse().ok()?;
+    Some(LoggedRequest {
+        method,
+        path,
+        status,
+    })
 }
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
@@ -206,6 +349,53 @@ mod tests {
         assert_eq!(base64_encode(b"foo"), "Zm9v");
         assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
+    }
+
+    #[test]
+    fn access_lines_are_parsed() {
+        let line = r#"127.0.0.1 - - [30/Nov/2026:00:56:30 +0000] "GET /v2/t/tags/list?n=2 HTTP/1.1" 200 30 "" "curl/7.88.1""#;
+        assert_eq!(
+            parse_access_line(line),
+            Some(LoggedRequest {
+                method: "GET".into(),
+                path: "/v2/t/tags/list?n=2".into(),
+                status: 200
+            })
+        );
+        assert_eq!(
+            parse_access_line("time=\"…\" level=warning msg=\"x\""),
+            None
+        );
+    }
+
+    #[test]
+    fn access_log_records_requests() {
+        let registry = TestRegistry::start_with(RegistryOptions {
+            access_log: true,
+            ..Default::default()
+        })
+        .expect("registry starts");
+        assert_eq!(
+            http_get_status(registry.address(), "/v2/nope/tags/list").unwrap(),
+            404
+        );
+        let requests = registry.requests();
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.method == "GET" && r.path == "/v2/nope/tags/list" && r.status == 404),
+            "{requests:?}"
+        );
+    }
+
+    #[test]
+    fn distribution_v3_starts() {
+        let registry = TestRegistry::start_with(RegistryOptions {
+            flavor: RegistryFlavor::Distribution3,
+            ..Default::default()
+        })
+        .expect("v3 starts");
+        assert_eq!(http_get_status(registry.address(), "/v2/").unwrap(), 200);
     }
 
     #[test]

@@ -15,12 +15,16 @@ pub struct Args {}
 
 /// Writes the CRD YAML to stdout.
 ///
-/// Errors: writing to stdout failed (for example a closed pipe).
+/// A reader that stops early (`kiln-operator crd | head`) is not an error, as with
+/// other command-line tools. Errors: any other failure to write to stdout.
 pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
     let yaml = kiln_crds::crd_yaml();
     let mut out = std::io::stdout().lock();
-    out.write_all(yaml.as_bytes())
-        .and_then(|()| out.flush())
-        .context("writing the CRD YAML to stdout")?;
-    Ok(ExitCode::SUCCESS)
+    match out.write_all(yaml.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        other => {
+            other.context("writing the CRD YAML to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -10,6 +10,7 @@
 
 pub mod crd;
 pub mod plan;
+pub mod run;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the ImageBuild CustomResourceDefinition as YAML (for `kubectl apply -f -`).
     Crd(crd::Args),
+    /// Run the controller: watch ImageBuilds and build them (serves /metrics, /healthz, /readyz).
+    Run(run::Args),
     /// Plan a project offline: build sets, and each image's stages and stage digests at a git commit.
     Plan(plan::Args),
 }
@@ -39,6 +42,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Crd(args) => crd::run(args),
+        Command::Run(args) => run::run(args),
         Command::Plan(args) => plan::run(args),
     }
 }

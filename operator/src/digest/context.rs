@@ -94,6 +94,16 @@ impl<'a> BuildContext<'a> {
         })
     }
 
+    /// The commit read.
+    pub fn tree(&self) -> &'a GitTree {
+        self.tree
+    }
+
+    /// The `.dockerignore` rules in effect, if any.
+    pub fn ignore(&self) -> Option<&DockerIgnore> {
+        self.ignore.as_ref()
+    }
+
     fn source_err(&self, e: crate::source::SourceError) -> DigestError {
         DigestError::Source {
             image: self.image.clone(),

@@ -53,7 +53,7 @@ impl Env for StageVars<'_> {
 /// look the same.
 const QUOTE_SIGNIFICANT: &[char] = &[
     ';', '&', '|', '<', '>', '(', ')', '$', '`', '*', '?', '[', ']', '{', '}', '#', '~', '!', '"',
-    '\'', ',', '\\', '=',
+    '\'', ',', '\\',
 ];
 
 /// Whether werf's quote removal on `text` loses information: a quoted or escaped character is

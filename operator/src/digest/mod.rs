@@ -118,6 +118,13 @@ pub struct PlannedStage {
     pub instruction: Option<String>,
     /// Staged stages: index of the Dockerfile stage this stage belongs to.
     pub dockerfile_stage: Option<usize>,
+    /// Staged stages: the werf image the stage belongs to — the werf.yaml image for the target
+    /// Dockerfile stage, `<image>/stage/<name>` (or `<image>/stage<index>`) for the others.
+    pub werf_image: Option<String>,
+    /// The digest uses placeholders for build-time inputs that were not given (a base image's
+    /// environment, a Dockerfile stage's built image name; see [`staged::StagedInputs`]) and
+    /// will change once they are known. Always false for non-staged images.
+    pub provisional: bool,
 }
 
 /// Errors computing the stages of a Dockerfile image; each names the werf image and, where one
@@ -287,9 +294,24 @@ pub fn dockerfile_image_stages(
                 digest: stage_digest(&platform, "dockerfile", &deps, None, None),
                 instruction: None,
                 dockerfile_stage: None,
+                werf_image: None,
+                provisional: false,
             }])
         }
         StagedMode::StagedV1 | StagedMode::StagedV2 => staged::stages(&loaded, input),
+    }
+}
+
+/// [`dockerfile_image_stages`] with build-time facts for staged images (base image
+/// environments, built image names of Dockerfile stages), so that no stage is provisional.
+pub fn dockerfile_image_stages_with(
+    tree: &GitTree,
+    input: &DockerfileImageInput<'_>,
+    inputs: &dyn staged::StagedInputs,
+) -> Result<Vec<PlannedStage>, DigestError> {
+    match input.staged {
+        StagedMode::NonStaged => dockerfile_image_stages(tree, input),
+        _ => staged::stages_with(&load(tree, input)?, input, inputs),
     }
 }
 

@@ -84,25 +84,15 @@ impl DockerIgnore {
 
     /// Whether the context-relative path (`/`-separated) is excluded from the build context.
     pub fn matches(&self, path: &str) -> bool {
-        let parents: Vec<&str> = match path.rfind('/') {
-            Some(i) => path[..i].split('/').collect(),
-            None => Vec::new(),
-        };
+        // The parent directories are the prefixes of `path` ending before each `/`.
+        let parents: Vec<&str> = path.match_indices('/').map(|(i, _)| &path[..i]).collect();
         let mut matched = false;
         for p in &self.patterns {
             // An inclusion cannot change an excluded path, an exception cannot change a kept one.
             if p.exclusion != matched {
                 continue;
             }
-            let mut m = p.regex.is_match(path);
-            if !m {
-                for i in 1..=parents.len() {
-                    if p.regex.is_match(&parents[..i].join("/")) {
-                        m = true;
-                        break;
-                    }
-                }
-            }
+            let m = p.regex.is_match(path) || parents.iter().any(|parent| p.regex.is_match(parent));
             if m {
                 matched = !p.exclusion;
             }

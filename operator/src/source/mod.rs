@@ -290,6 +290,15 @@ pub(crate) fn join_path(prefix: &str, name: &str) -> String {
 /// Cleans a repo-relative path like Go's `path.Clean` and drops a leading `/`: `""`, `.`, `/`
 /// become `""`; `a//b/./c/../d/` becomes `a/b/d`. `..` above the root is dropped.
 pub fn clean_repo_path(path: &str) -> String {
+    // Fast path: already clean (the common case for paths produced by the tree walk).
+    if !path.is_empty()
+        && !path.starts_with('/')
+        && !path.ends_with('/')
+        && !path.contains("//")
+        && path.split('/').all(|p| p != "." && p != "..")
+    {
+        return path.to_string();
+    }
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {

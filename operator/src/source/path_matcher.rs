@@ -168,21 +168,44 @@ impl PathMatcher for MultiMatcher {
 #[derive(Debug, Clone)]
 pub struct IncludeMatcher {
     globs: Vec<String>,
+    /// Per glob, the three whole-path patterns of werf's `isPathMatched`, pre-split.
+    forms: Vec<[Vec<String>; 3]>,
 }
 
 impl IncludeMatcher {
     /// Globs relative to the matcher's base; they are cleaned (`./a/` → `a`, `.` stays `""`).
     pub fn new(globs: &[String]) -> Self {
-        IncludeMatcher {
-            globs: globs.iter().map(|g| format_path(g)).collect(),
-        }
+        let globs: Vec<String> = globs.iter().map(|g| format_path(g)).collect();
+        let forms = globs
+            .iter()
+            .map(|g| {
+                let trimmed = trim_trailing_star_components(g);
+                let below = if trimmed.is_empty() {
+                    "**/*".to_string()
+                } else {
+                    format!("{trimmed}/**/*")
+                };
+                let split = |p: &str| p.split('/').map(str::to_string).collect::<Vec<_>>();
+                [split(g), split(&trimmed), split(&below)]
+            })
+            .collect();
+        IncludeMatcher { globs, forms }
     }
 }
 
 impl PathMatcher for IncludeMatcher {
     fn is_path_matched(&self, path: &str) -> bool {
+        if self.globs.is_empty() {
+            return true;
+        }
         let path = format_path(path);
-        self.globs.is_empty() || self.globs.iter().any(|g| is_glob_path_matched(&path, g))
+        let name: Vec<&str> = path.split('/').collect();
+        self.forms.iter().any(|forms| {
+            forms.iter().any(|pat| {
+                let pat: Vec<&str> = pat.iter().map(String::as_str).collect();
+                match_components(&pat, &name)
+            })
+        })
     }
     fn should_go_through(&self, path: &str) -> bool {
         let path = format_path(path);
@@ -325,20 +348,6 @@ fn trim_trailing_star_components(glob: &str) -> String {
         }
     }
     parts.join("/")
-}
-
-/// werf's `isPathMatched`: the glob as is, the glob without trailing `*` components, or any path
-/// below what that trimmed glob matches.
-fn is_glob_path_matched(path: &str, glob: &str) -> bool {
-    let trimmed = trim_trailing_star_components(glob);
-    let below = if trimmed.is_empty() {
-        "**/*".to_string()
-    } else {
-        format!("{trimmed}/**/*")
-    };
-    doublestar_match(glob, path)
-        || doublestar_match(&trimmed, path)
-        || doublestar_match(&below, path)
 }
 
 /// `doublestar.PathMatch` (v1): whole-path glob match, `/`-separated.
@@ -513,6 +522,24 @@ mod tests {
         assert!(!doublestar_match("[^a-c]?.go", "bx.go"));
         assert!(doublestar_match("a\\*", "a*"));
         assert!(!doublestar_match("a\\*", "ab"));
+    }
+
+    #[test]
+    fn include_matcher_uses_werf_is_path_matched_forms() {
+        // The glob itself, the glob without trailing `*` components, or anything below it.
+        let m = inc(&["src/*/**"]);
+        assert!(m.is_path_matched("src/x"));
+        assert!(m.is_path_matched("src/x/y/z"));
+        assert!(m.is_path_matched("src"));
+        assert!(!m.is_path_matched("lib/x"));
+        // A leading `*` glob selects only its level.
+        let m = inc(&["*.txt"]);
+        assert!(m.is_path_matched("a.txt"));
+        assert!(!m.is_path_matched("d/a.txt"));
+        assert!(
+            m.is_path_matched("d.txt/inner"),
+            "a directory named like the glob is selected whole"
+        );
     }
 
     #[test]

@@ -1,0 +1,305 @@
+//! `kiln-operator run`: the controller. Watches ImageBuilds and builds them; serves
+//! `/metrics`, `/healthz` and `/readyz`; logs with `tracing` (text or JSON); stops gracefully
+//! on SIGTERM or Ctrl-C (running reconciles finish, then the process exits).
+//!
+//! The Kubernetes connection comes from the usual places: in-cluster service account, else
+//! `KUBECONFIG` / `~/.kube/config`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kiln_operator::controller::{self, Context, Settings};
+use kiln_operator::metrics::{self, Metrics, Readiness};
+use kiln_operator::mirror::SourceCache;
+use kiln_operator::pods::BuilderDefaults;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+/// Flags of `kiln-operator run`. Each also reads an environment variable.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Namespace to watch for ImageBuilds; repeat for several. Default: all namespaces.
+    #[arg(long = "namespace", env = "KILN_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Namespace of the stage lock ConfigMaps (`werf-<project>`, lockgate-compatible);
+    /// werf processes locking through `kubernetes://NAMESPACE` interoperate with it.
+    #[arg(long, env = "KILN_LOCK_NAMESPACE", default_value = "kiln-system")]
+    pub lock_namespace: String,
+
+    /// Directory of the git source cache (one bare mirror per repository URL).
+    #[arg(long, env = "KILN_CACHE_DIR", default_value = "/var/cache/kiln")]
+    pub cache_dir: PathBuf,
+
+    /// Image of builder pods (`kiln-builder` with Buildah).
+    #[arg(long, env = "KILN_BUILDER_IMAGE")]
+    pub builder_image: String,
+
+    /// `imagePullPolicy` of builder pods (Always, IfNotPresent, Never).
+    #[arg(long, env = "KILN_BUILDER_IMAGE_PULL_POLICY")]
+    pub builder_image_pull_policy: Option<String>,
+
+    /// Default CPU request of builder pods, e.g. `500m`.
+    #[arg(long, env = "KILN_BUILDER_CPU")]
+    pub builder_cpu: Option<String>,
+
+    /// Default memory request and limit of builder pods, e.g. `2Gi`.
+    #[arg(long, env = "KILN_BUILDER_MEMORY")]
+    pub builder_memory: Option<String>,
+
+    /// Default node label `KEY=VALUE` of builder pods; repeat for several.
+    #[arg(
+        long = "builder-node-selector",
+        env = "KILN_BUILDER_NODE_SELECTOR",
+        value_delimiter = ','
+    )]
+    pub builder_node_selector: Vec<String>,
+
+    /// Default toleration `KEY[=VALUE][:EFFECT]` of builder pods; repeat for several.
+    #[arg(
+        long = "builder-toleration",
+        env = "KILN_BUILDER_TOLERATIONS",
+        value_delimiter = ','
+    )]
+    pub builder_tolerations: Vec<String>,
+
+    /// Run builder containers unprivileged (needs a cluster where Buildah works without
+    /// privileges, for example with user namespaces).
+    #[arg(long, env = "KILN_BUILDER_UNPRIVILEGED")]
+    pub builder_unprivileged: bool,
+
+    /// Address of the metrics and health endpoint.
+    #[arg(long, env = "KILN_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_address: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "KILN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `KEY=VALUE` → (KEY, VALUE).
+fn key_value(text: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = text
+        .split_once('=')
+        .with_context(|| format!("--builder-node-selector {text:?}: expected KEY=VALUE"))?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// `KEY[=VALUE][:EFFECT]` → a toleration (`Equal` with a value, `Exists` without).
+fn toleration(text: &str) -> Toleration {
+    let (kv, effect) = match text.split_once(':') {
+        Some((kv, e)) => (kv, Some(e.to_owned())),
+        None => (text, None),
+    };
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_owned())),
+        None => (kv, None),
+    };
+    Toleration {
+        key: Some(key.to_owned()),
+        operator: Some(if value.is_some() { "Equal" } else { "Exists" }.to_owned()),
+        value,
+        effect,
+        ..Toleration::default()
+    }
+}
+
+impl Args {
+    /// The builder pod defaults these flags describe.
+    ///
+    /// Errors: a malformed `--builder-node-selector`.
+    pub fn builder_defaults(&self) -> anyhow::Result<BuilderDefaults> {
+        let mut requests = BTreeMap::new();
+        let mut limits = BTreeMap::new();
+        if let Some(cpu) = &self.builder_cpu {
+            requests.insert("cpu".to_owned(), Quantity(cpu.clone()));
+        }
+        if let Some(memory) = &self.builder_memory {
+            requests.insert("memory".to_owned(), Quantity(memory.clone()));
+            limits.insert("memory".to_owned(), Quantity(memory.clone()));
+        }
+        let resources = (!requests.is_empty()).then(|| ResourceRequirements {
+            requests: Some(requests),
+            limits: (!limits.is_empty()).then_some(limits),
+            ..ResourceRequirements::default()
+        });
+        Ok(BuilderDefaults {
+            image: self.builder_image.clone(),
+            image_pull_policy: self.builder_image_pull_policy.clone(),
+            resources,
+            node_selector: self
+                .builder_node_selector
+                .iter()
+                .map(|s| key_value(s))
+                .collect::<anyhow::Result<_>>()?,
+            tolerations: self
+                .builder_tolerations
+                .iter()
+                .map(|t| toleration(t))
+                .collect(),
+            privileged: !self.builder_unprivileged,
+        })
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests) is harmless: keep the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn termination_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Runs the operator until SIGTERM/SIGINT.
+///
+/// Errors: bad flags, no Kubernetes connection, the CRD not installed, the metrics address
+/// not bindable.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(operate(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn operate(args: Args) -> anyhow::Result<()> {
+    let settings = Settings {
+        builder: args.builder_defaults()?,
+        lock_namespace: args.lock_namespace.clone(),
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    std::fs::create_dir_all(&args.cache_dir)
+        .with_context(|| format!("creating the source cache {}", args.cache_dir.display()))?;
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(Readiness::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let (bound, server) = metrics::serve(
+        args.metrics_address,
+        metrics.clone(),
+        readiness.clone(),
+        async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        },
+    )
+    .await
+    .with_context(|| format!("binding the metrics address {}", args.metrics_address))?;
+    let server = tokio::spawn(server);
+    tracing::info!(metrics = %bound, namespaces = ?args.namespaces, "kiln-operator starting");
+    tokio::spawn(async move {
+        termination_signal().await;
+        tracing::info!("shutdown requested; finishing running reconciles");
+        let _ = stop_tx.send(true);
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        metrics,
+        Arc::new(SourceCache::new(&args.cache_dir)),
+        settings,
+    ));
+    let result = controller::run(ctx, &args.namespaces, readiness, stop_rx).await;
+    // Whatever ended the controller (shutdown or an error), stop serving too.
+    server.abort();
+    result?;
+    tracing::info!("kiln-operator stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn flags_become_builder_defaults() {
+        let t = T::parse_from([
+            "x",
+            "--builder-image",
+            "kiln-builder:1",
+            "--namespace",
+            "ci",
+            "--namespace",
+            "qa",
+            "--builder-memory",
+            "2Gi",
+            "--builder-node-selector",
+            "pool=builders",
+            "--builder-toleration",
+            "dedicated=builds:NoSchedule",
+            "--builder-toleration",
+            "spot",
+        ]);
+        assert_eq!(t.args.namespaces, vec!["ci", "qa"]);
+        assert_eq!(t.args.lock_namespace, "kiln-system");
+        let d = t.args.builder_defaults().unwrap();
+        assert_eq!(d.image, "kiln-builder:1");
+        assert!(d.privileged);
+        assert_eq!(d.node_selector["pool"], "builders");
+        let r = d.resources.unwrap();
+        assert_eq!(r.requests.unwrap()["memory"], Quantity("2Gi".into()));
+        assert_eq!(r.limits.unwrap()["memory"], Quantity("2Gi".into()));
+        assert_eq!(d.tolerations[0].key.as_deref(), Some("dedicated"));
+        assert_eq!(d.tolerations[0].operator.as_deref(), Some("Equal"));
+        assert_eq!(d.tolerations[0].value.as_deref(), Some("builds"));
+        assert_eq!(d.tolerations[0].effect.as_deref(), Some("NoSchedule"));
+        assert_eq!(d.tolerations[1].operator.as_deref(), Some("Exists"));
+        assert_eq!(d.tolerations[1].effect, None);
+    }
+
+    #[test]
+    fn a_malformed_node_selector_is_named() {
+        let t = T::parse_from([
+            "x",
+            "--builder-image",
+            "b",
+            "--builder-node-selector",
+            "pool",
+        ]);
+        let err = t.args.builder_defaults().unwrap_err().to_string();
+        assert_eq!(err, "--builder-node-selector \"pool\": expected KEY=VALUE");
+    }
+}

@@ -1,0 +1,170 @@
+//! The controller's error enum: each variant knows the condition reason it ends a build
+//! with and whether it ends the build at all.
+//!
+//! Two kinds of failure exist. *Terminal* ones are facts about the ImageBuild's input (a
+//! missing revision, a malformed werf.yaml, a refused credential): retrying cannot help, so
+//! the build ends `Failed` with a condition naming the cause. *Transient* ones (the
+//! Kubernetes API briefly unavailable, a write conflict) go to the error policy, which counts
+//! them by reason and requeues with a delay.
+
+use kiln_crds::{Reason, SpecErrors};
+use kube::runtime::finalizer;
+
+use crate::mirror::{AuthSecretError, MirrorError};
+use crate::plan::project::ProjectPlanError;
+use crate::pods::PodBuildError;
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed (transient; retried).
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+    /// The spec breaks a rule the schema cannot express.
+    #[error("invalid ImageBuild spec: {0}")]
+    InvalidSpec(#[source] SpecErrors),
+    /// A feature the spec asks for that this operator does not implement yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A platform of `spec.platforms` that werf does not know.
+    #[error("spec.platforms: {platform:?}: {message}")]
+    InvalidPlatform {
+        /// The platform as given.
+        platform: String,
+        /// Why it is invalid.
+        message: String,
+    },
+    /// A Secret named in the spec does not exist.
+    #[error("Secret {name:?} (from {field}) not found in namespace {namespace:?}")]
+    SecretNotFound {
+        /// Secret name.
+        name: String,
+        /// Namespace.
+        namespace: String,
+        /// The spec field naming it.
+        field: &'static str,
+    },
+    /// The git Secret does not hold usable credentials.
+    #[error(transparent)]
+    GitSecret(#[from] AuthSecretError),
+    /// The source could not be fetched or the revision resolved.
+    #[error(transparent)]
+    Source(#[from] MirrorError),
+    /// werf.yaml, a Dockerfile or the image graph is invalid.
+    #[error(transparent)]
+    Plan(#[from] ProjectPlanError),
+    /// A builder pod could not be described.
+    #[error(transparent)]
+    PodBuild(#[from] PodBuildError),
+    /// The finalizer helper failed (wraps the apply/cleanup error).
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    /// A bug or an unexpected state.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        Error::Kube(e)
+    }
+}
+
+impl Error {
+    /// The condition reason a terminal error ends the build with (also the Event reason).
+    pub fn reason(&self) -> Reason {
+        use ProjectPlanError as P;
+        match self {
+            Error::Kube(_) | Error::Internal(_) => Reason::InternalError,
+            Error::InvalidSpec(_) | Error::Unsupported(_) | Error::InvalidPlatform { .. } => {
+                Reason::InvalidSpec
+            }
+            Error::SecretNotFound { .. } | Error::GitSecret(_) => Reason::SecretNotFound,
+            Error::Source(e) => e.reason(),
+            Error::Plan(e) => match e {
+                P::Source(_) => Reason::SourceUnavailable,
+                P::ConfigNotFound { .. } | P::ConfigNotUtf8 { .. } | P::Config(_) | P::Plan(_) => {
+                    Reason::InvalidConfig
+                }
+                P::DockerfileNotFound { .. } | P::Dockerfile { .. } | P::Digest(_) => {
+                    Reason::InvalidDockerfile
+                }
+            },
+            Error::PodBuild(PodBuildError::Platform(_)) => Reason::InvalidSpec,
+            Error::PodBuild(_) => Reason::InternalError,
+            Error::Finalizer(e) => match e.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.reason(),
+                _ => Reason::InternalError,
+            },
+        }
+    }
+
+    /// The label of this error in the `kiln_reconcile_failures_total` metric: the reason,
+    /// except `KubeApi` for transient API failures.
+    pub fn metric_label(&self) -> &'static str {
+        if self.is_transient() {
+            "KubeApi"
+        } else {
+            self.reason().as_str()
+        }
+    }
+
+    /// True for failures worth retrying (Kubernetes API errors); false for facts about the
+    /// input that end the build.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Kube(_) => true,
+            Error::Finalizer(e) => match e.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
+                    e.is_transient()
+                }
+                _ => true,
+            },
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_crds::SpecError;
+
+    #[test]
+    fn reasons_and_labels() {
+        let spec = Error::InvalidSpec(SpecErrors(vec![SpecError::ConfigBothSet]));
+        assert_eq!(spec.reason(), Reason::InvalidSpec);
+        assert_eq!(spec.metric_label(), "InvalidSpec");
+        assert!(!spec.is_transient());
+        assert_eq!(
+            spec.to_string(),
+            "invalid ImageBuild spec: spec.config: set either path or inline, not both"
+        );
+        let rev = Error::Source(MirrorError::RevisionNotFound {
+            url: "u".into(),
+            revision: "r".into(),
+        });
+        assert_eq!(rev.reason(), Reason::RevisionNotFound);
+        let missing = Error::SecretNotFound {
+            name: "git".into(),
+            namespace: "ci".into(),
+            field: "spec.source.git.secretRef",
+        };
+        assert_eq!(missing.reason(), Reason::SecretNotFound);
+        assert_eq!(
+            missing.to_string(),
+            "Secret \"git\" (from spec.source.git.secretRef) not found in namespace \"ci\""
+        );
+        let cfg = Error::Plan(ProjectPlanError::ConfigNotFound {
+            path: "werf.yaml".into(),
+            commit: "c".into(),
+        });
+        assert_eq!(cfg.reason(), Reason::InvalidConfig);
+        let wrapped = Error::Finalizer(Box::new(finalizer::Error::ApplyFailed(cfg)));
+        assert_eq!(wrapped.reason(), Reason::InvalidConfig);
+        assert!(!wrapped.is_transient());
+        let unnamed = Error::Finalizer(Box::new(finalizer::Error::UnnamedObject));
+        assert!(unnamed.is_transient());
+        assert_eq!(unnamed.metric_label(), "KubeApi");
+    }
+}

@@ -1,0 +1,394 @@
+//! The ImageBuild controller: reconciles each ImageBuild from source to published images.
+//!
+//! Reconcile is a pipeline (Stackable's dereference → validate → build → apply → status):
+//! [`source`] dereferences the spec (git Secret, mirror fetch, revision → commit), [`planning`]
+//! plans purely from the commit, [`crate::pods`] builds the builder pod objects, and
+//! [`status`] computes the next status, written with server-side apply. State lives in the
+//! ImageBuild's status, the registry and the owned pods, never only in memory: every
+//! reconcile recomputes what it needs from them, so the operator can be killed at any point.
+//!
+//! Phases: `Pending` → (plan) → `Building` → `Succeeded`; any terminal error → `Failed` with
+//! the error's stable reason; `spec.cancel` → `Cancelled`; `spec.timeout` passed → `Failed`
+//! with reason `Timeout`. Leaving a running phase (and deleting the ImageBuild, through the
+//! finalizer) deletes its builder pods and job ConfigMaps.
+
+pub mod error;
+pub mod planning;
+pub mod source;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kiln_crds::{ImageBuild, ImageBuildStatus, Phase, Reason};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+pub use error::Error;
+
+use crate::metrics::{Metrics, Readiness};
+use crate::mirror::SourceCache;
+use crate::pods::BuilderDefaults;
+use crate::pods::names::{COMPONENT_BUILDER, LABEL_COMPONENT, LABEL_IMAGEBUILD, label_value};
+
+/// Finalizer Kiln puts on every ImageBuild it works on: deletion waits until the build's
+/// pods are gone and its stage locks are released.
+pub const FINALIZER: &str = "kiln.dev/cleanup";
+
+/// Field manager of Kiln's server-side apply writes.
+pub const MANAGER: &str = "kiln-operator";
+
+/// How often a running build is looked at even when nothing changes (timeouts, leases).
+pub const RUNNING_REQUEUE: Duration = Duration::from_secs(30);
+
+/// Delay before retrying after a transient error.
+pub const ERROR_REQUEUE: Duration = Duration::from_secs(10);
+
+/// Operator-wide settings (`kiln-operator run` flags).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Builder pod defaults.
+    pub builder: BuilderDefaults,
+    /// Namespace of the stage lock ConfigMaps (`werf-<project>`).
+    pub lock_namespace: String,
+}
+
+/// Everything a reconcile needs, shared by all reconciles.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The git source cache.
+    pub sources: Arc<SourceCache>,
+    /// Operator settings.
+    pub settings: Settings,
+}
+
+impl Context {
+    /// A context with a recorder reporting as `kiln-operator`.
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        sources: Arc<SourceCache>,
+        settings: Settings,
+    ) -> Context {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Context {
+            client,
+            recorder,
+            metrics,
+            sources,
+            settings,
+        }
+    }
+
+    fn builds(&self, namespace: &str) -> Api<ImageBuild> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Publishes an Event on the ImageBuild; a failure is only logged (Events are advisory).
+    async fn event(&self, ib: &ImageBuild, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(status::bounded_message(&note).chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &ib.object_ref(&())).await {
+            warn!(imagebuild = %ib.name_any(), error = %e, "publishing an Event failed");
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// Reconciles one ImageBuild (the entry point for [`Controller::run`]).
+///
+/// Errors: transient ones only (API failures); terminal errors end the build in its status.
+pub async fn reconcile(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciles.inc();
+    let started = Instant::now();
+    let namespace = ib
+        .namespace()
+        .ok_or_else(|| Error::Internal("ImageBuild without a namespace".into()))?;
+    let api = ctx.builds(&namespace);
+    let result = finalizer(&api, FINALIZER, ib, |event| async {
+        match event {
+            finalizer::Event::Apply(ib) => apply(ib, ctx.clone()).await,
+            finalizer::Event::Cleanup(ib) => cleanup(ib, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// What to do after a failed reconcile: count it by reason and retry later.
+pub fn error_policy(ib: Arc<ImageBuild>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failure(error.metric_label());
+    warn!(imagebuild = %ib.name_any(), reason = error.metric_label(), error = %error, "reconcile failed");
+    Action::requeue(ERROR_REQUEUE)
+}
+
+/// The time left before `spec.timeout` passes; `None` without a timeout or a start time.
+fn time_left(ib: &ImageBuild, status: &ImageBuildStatus, now: Timestamp) -> Option<Duration> {
+    let timeout = ib.spec.timeout().ok().flatten()?;
+    let start = status.start_time.as_ref()?.0;
+    let elapsed = now.duration_since(start);
+    let elapsed = Duration::try_from(elapsed).unwrap_or(Duration::ZERO);
+    Some(timeout.saturating_sub(elapsed))
+}
+
+async fn apply(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let status = ib.status.clone().unwrap_or_default();
+    if status.phase.is_finished() {
+        // A finished build is a record; changing its spec does not build again.
+        return Ok(Action::await_change());
+    }
+    if ib.spec.cancel {
+        return stop(
+            &ib,
+            &ctx,
+            Reason::Cancelled,
+            "cancelled: spec.cancel is true".into(),
+        )
+        .await;
+    }
+    if let Err(errors) = ib.spec.validate() {
+        return fail(&ib, &ctx, Error::InvalidSpec(errors)).await;
+    }
+    if let Some(left) = time_left(&ib, &status, Timestamp::now())
+        && left.is_zero()
+    {
+        let timeout = ib.spec.timeout.clone().unwrap_or_default();
+        return stop(
+            &ib,
+            &ctx,
+            Reason::Timeout,
+            format!("the build did not finish within spec.timeout {timeout}"),
+        )
+        .await;
+    }
+    let step = match status.phase {
+        Phase::Pending | Phase::Planning => planning::plan_step(&ib, &ctx, &status).await,
+        Phase::Building => building_step(&ib, &ctx, &status).await,
+        Phase::Succeeded | Phase::Failed | Phase::Cancelled => Ok(Action::await_change()),
+    };
+    match step {
+        Ok(action) => Ok(action),
+        Err(e) if e.is_transient() => Err(e),
+        Err(e) => fail(&ib, &ctx, e).await,
+    }
+}
+
+/// The Building phase. Stage lookup, locks and builder pods are wired in as the stages
+/// storage, lock and builder modules land; until then a build waits here.
+async fn building_step(
+    ib: &ImageBuild,
+    _ctx: &Context,
+    status: &ImageBuildStatus,
+) -> Result<Action, Error> {
+    let requeue = time_left(ib, status, Timestamp::now())
+        .map_or(RUNNING_REQUEUE, |left| left.min(RUNNING_REQUEUE));
+    Ok(Action::requeue(requeue.max(Duration::from_millis(100))))
+}
+
+/// Ends the build with a terminal error: cleanup, status `Failed` with the error's reason,
+/// a Warning Event, metrics.
+async fn fail(ib: &ImageBuild, ctx: &Context, error: Error) -> Result<Action, Error> {
+    let reason = error.reason();
+    ctx.metrics.failure(reason.as_str());
+    stop(ib, ctx, reason, error.to_string()).await
+}
+
+/// Stops a build for `reason` (Cancelled, Timeout or a failure): deletes its builder pods
+/// and job ConfigMaps, writes the final status and an Event.
+async fn stop(
+    ib: &ImageBuild,
+    ctx: &Context,
+    reason: Reason,
+    message: String,
+) -> Result<Action, Error> {
+    delete_children(ib, ctx).await?;
+    let current = ib.status.clone().unwrap_or_default();
+    let next = status::finished(&current, reason, &message, ib.metadata.generation, now());
+    write_status(ib, ctx, &next).await?;
+    let seconds = match (&next.start_time, &next.completion_time) {
+        (Some(s), Some(c)) => c.0.duration_since(s.0).as_secs_f64().max(0.0),
+        _ => 0.0,
+    };
+    ctx.metrics.build_finished(next.phase.as_str(), seconds);
+    let type_ = if reason == Reason::AllImagesPublished {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
+    info!(imagebuild = %ib.name_any(), phase = %next.phase, reason = %reason, "build finished");
+    ctx.event(ib, type_, reason.as_str(), message).await;
+    Ok(Action::await_change())
+}
+
+/// Deletion through the finalizer: stop the build's pods (its locks are released with them).
+async fn cleanup(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
+    delete_children(&ib, &ctx).await?;
+    Ok(Action::await_change())
+}
+
+/// The label selector of a build's builder pods and job ConfigMaps.
+pub fn children_selector(ib: &ImageBuild) -> String {
+    format!(
+        "{LABEL_COMPONENT}={COMPONENT_BUILDER},{LABEL_IMAGEBUILD}={}",
+        label_value(&ib.name_any())
+    )
+}
+
+fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.controller == Some(true))
+}
+
+/// Deletes the builder pods and job ConfigMaps this build owns (matched by label and by
+/// owner uid, so a same-named newer ImageBuild's pods are left alone).
+async fn delete_children(ib: &ImageBuild, ctx: &Context) -> Result<(), Error> {
+    let namespace = ib.namespace().unwrap_or_default();
+    let uid = ib.uid().unwrap_or_default();
+    let selector = children_selector(ib);
+    let lp = ListParams::default().labels(&selector);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    for pod in pods.list(&lp).await? {
+        if owned_by(&pod.metadata, &uid) {
+            ignore_not_found(
+                pods.delete(&pod.name_any(), &DeleteParams::background())
+                    .await,
+            )?;
+        }
+    }
+    let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    for cm in maps.list(&lp).await? {
+        if owned_by(&cm.metadata, &uid) {
+            ignore_not_found(
+                maps.delete(&cm.name_any(), &DeleteParams::background())
+                    .await,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// Writes `status` with server-side apply (field manager [`MANAGER`]), unless it equals the
+/// current one.
+async fn write_status(
+    ib: &ImageBuild,
+    ctx: &Context,
+    status: &ImageBuildStatus,
+) -> Result<(), Error> {
+    if ib.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api = ctx.builds(&ib.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": ImageBuild::api_version(&()),
+        "kind": ImageBuild::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &ib.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Runs the controller until `shutdown` fires: one watch per namespace in `namespaces` (all
+/// namespaces when empty), builder pods watched as owned objects so a pod's end wakes its
+/// ImageBuild. Marks `readiness` once the ImageBuild API answers.
+///
+/// Errors: the ImageBuild CRD is not installed (listing fails) — with a hint.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespaces: &[String],
+    readiness: Arc<Readiness>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let client = ctx.client.clone();
+    let probe: Api<ImageBuild> = match namespaces.first() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    probe.list(&ListParams::default().limit(1)).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot list ImageBuilds ({e}); is the CRD installed? `kiln-operator crd | kubectl apply -f -`"
+        )
+    })?;
+    readiness.set(true);
+    let pod_config =
+        watcher::Config::default().labels(&format!("{LABEL_COMPONENT}={COMPONENT_BUILDER}"));
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().cloned().map(Some).collect()
+    };
+    let controllers = scopes.into_iter().map(|scope| {
+        let (builds, pods): (Api<ImageBuild>, Api<Pod>) = match &scope {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let mut stop = shutdown.clone();
+        Controller::new(builds, watcher::Config::default().any_semantic())
+            .owns(pods, pod_config.clone())
+            .graceful_shutdown_on(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "controller event");
+                }
+            })
+    });
+    futures::future::join_all(controllers).await;
+    readiness.set(false);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -610,8 +610,10 @@ async fn cache_repo_is_read_first_and_written_through() {
         .unwrap();
     assert_eq!(b.labels()["where"], "primary");
     assert_eq!(b.repo, primary);
-    // Candidates come from the primary only: the cache repo is never listed.
-    assert_eq!(count_requests(&cache_registry, "GET", "/tags/list"), 0);
+    // The cache repo is listed once, to know what it holds: the stage it lacks costs no
+    // failed manifest request there.
+    assert_eq!(count_requests(&cache_registry, "GET", "/tags/list"), 1);
+    assert_eq!(count_requests(&cache_registry, "GET", "/manifests/"), 1);
     // A stage only in the cache is never discovered.
     let cache_only = stage("cache-only", T1);
     push_image(
@@ -670,9 +672,11 @@ async fn cache_repo_is_read_first_and_written_through() {
         "only `next` listed"
     );
 
-    // A cache repo that is down is skipped; the primary answers.
+    // A cache repo that is down is skipped; the primary answers, and the dead cache is
+    // tried once per reconcile, not once per stage.
     drop(cache_registry);
     let degraded = StagesStorage::new(client.clone(), repos);
+    let lists_before = client.request_counts().get(Operation::ListTags);
     let u = degraded
         .find_stage(
             uncached.digest(),
@@ -684,6 +688,17 @@ async fn cache_repo_is_read_first_and_written_through() {
         .unwrap()
         .unwrap();
     assert_eq!(u.repo, primary);
+    let c = degraded
+        .find_stage(cached.digest(), None, &OldestCreationTs, Freshness::Cached)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.labels()["where"], "primary");
+    assert_eq!(
+        client.request_counts().get(Operation::ListTags) - lists_before,
+        1 + 3,
+        "the primary once, the dead cache once (1 attempt + 2 retries)"
+    );
     let warnings = degraded.published(&fresh).await;
     assert_eq!(warnings.len(), 1, "write-through failure is a warning");
     assert_eq!(warnings[0].0, cache);

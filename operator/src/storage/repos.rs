@@ -9,17 +9,18 @@
 //! - `secondaryRepos`: read-only; consulted in order only when `repo` has no suitable
 //!   stage; a stage found there is copied into `repo` keeping its `DIGEST-TIMESTAMP`.
 //! - `cacheRepos`: read first for descriptions; written through after every publish;
-//!   never listed, never the source of truth, never copied back to `repo`. Failures to
+//!   listed (once per reconcile) only to know which stages they hold, never to discover
+//!   stages: never the source of truth, never copied back to `repo`. Failures to
 //!   write them are warnings. Unlike werf, a cache miss on a lookup is not refilled: a
 //!   reused stage is never pulled (only described), so there is nothing to refill from;
 //!   caches fill through publishes and secondary copies.
 //!
 //! A [`StagesStorage`] lives for one reconcile: its tags lists and descriptions are cached
-//! for that long, so a fully cached image with N stages costs one tags list per repo and at
-//! most one manifest request per stage (plus one config blob request per stage, for
+//! for that long, so a fully cached image with N stages costs one tags list per repo
+//! (stages storage and each cache repo) and at most one manifest request per stage (plus one config blob request per stage, for
 //! labels and creation time).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -92,6 +93,7 @@ pub struct StagesStorage {
     repos: StorageRepos,
     tags: Mutex<HashMap<RepoRef, TagSlot>>,
     descriptions: Mutex<HashMap<StageId, StageDescription>>,
+    unusable_caches: Mutex<HashSet<RepoRef>>,
     lookup_concurrency: usize,
 }
 
@@ -103,6 +105,7 @@ impl StagesStorage {
             repos,
             tags: Mutex::new(HashMap::new()),
             descriptions: Mutex::new(HashMap::new()),
+            unusable_caches: Mutex::new(HashSet::new()),
             lookup_concurrency: 8,
         }
     }
@@ -210,8 +213,8 @@ impl StagesStorage {
         )))
     }
 
-    /// A stage's description, read from the first cache repo that has it, else from
-    /// `repo`; remembered for the rest of the reconcile. A cache repo that fails is
+    /// A stage's description, read from the first cache repo whose tags list has it, else
+    /// from `repo`; remembered for the rest of the reconcile. A cache repo that fails is
     /// skipped with a warning: caches are never the source of truth.
     pub async fn describe(
         &self,
@@ -222,6 +225,9 @@ impl StagesStorage {
         }
         let mut found = None;
         for cache in &self.repos.cache_repos {
+            if !self.cache_has(cache, stage).await {
+                continue;
+            }
             match self.describe_in(cache, stage).await {
                 Ok(Some(d)) => {
                     found = Some(d);
@@ -243,6 +249,32 @@ impl StagesStorage {
                 .insert(stage.clone(), d.clone());
         }
         Ok(found)
+    }
+
+    /// Whether a cache repo holds the stage's tag, from its tags list (read once per
+    /// reconcile, so a cold cache costs one listing instead of a failed manifest request
+    /// per stage). A cache repo that cannot be listed is left out for the rest of the
+    /// reconcile, with a warning.
+    async fn cache_has(&self, cache: &RepoRef, stage: &StageId) -> bool {
+        if self
+            .unusable_caches
+            .lock()
+            .expect("poisoned")
+            .contains(cache)
+        {
+            return false;
+        }
+        match self.tags(cache, Freshness::Cached).await {
+            Ok(index) => index.contains(stage),
+            Err(error) => {
+                tracing::warn!(%cache, %error, "cache repo unreadable; not using it in this reconcile");
+                self.unusable_caches
+                    .lock()
+                    .expect("poisoned")
+                    .insert(cache.clone());
+                false
+            }
+        }
     }
 
     /// Finds the stage to reuse for `digest` in `repo`: candidates from its tags list
@@ -342,10 +374,9 @@ impl StagesStorage {
     pub async fn write_through(&self, stage: &StageId) -> Vec<(RepoRef, StorageError)> {
         let mut failures = Vec::new();
         for cache in &self.repos.cache_repos {
-            if let Err(e) =
-                publish::copy_image(&self.client, &self.repos.repo, cache, &stage.tag()).await
-            {
-                failures.push((cache.clone(), e));
+            match publish::copy_image(&self.client, &self.repos.repo, cache, &stage.tag()).await {
+                Ok(_) => self.record_tag(cache, &stage.tag()).await,
+                Err(e) => failures.push((cache.clone(), e)),
             }
         }
         failures

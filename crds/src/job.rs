@@ -411,7 +411,7 @@ pub enum RunMount {
     /// Any other mount (`bind`, `cache`, `tmpfs`, `secret`), passed to `buildah run --mount`
     /// as written after `--mount=` (bind sources relative to the context).
     Other {
-        /// e.g. `type=cache,target=/root/.cache`.
+        /// e.g. `type=cache,target=/var/cache/apt`.
         spec: String,
     },
 }

@@ -9,6 +9,7 @@ pub mod control_plane;
 pub mod node_emulator;
 pub mod pki;
 pub mod process;
+pub mod stack;
 
 pub use cluster::{
     TestCluster, init_test_logging, wait_for_pod, wait_for_pod_completion, wait_for_pod_gone,

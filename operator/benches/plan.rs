@@ -1,6 +1,7 @@
 //! Planner benchmarks: a 100,000-file repository with 20 Dockerfile images (target < 1 s per
 //! plan, werf.yaml and Dockerfiles read from the commit, every stage digest computed), and a
-//! 500-image DAG (target < 100 ms). Peak memory is measured by the `plan_memory` bench.
+//! 500-image DAG (target < 100 ms): werf.yaml to build sets, and end to end with every
+//! image's Dockerfile read and digested. Peak memory is measured by the `plan_memory` bench.
 
 mod plan_fixtures;
 
@@ -41,6 +42,15 @@ fn dag_of_500_images(c: &mut Criterion) {
         b.iter(|| {
             let graph = ImageGraph::from_config(&config, &[]).unwrap();
             build_sets(&graph, &[], ParallelOptions::default()).unwrap()
+        })
+    });
+    let repo = plan_fixtures::dag_repository(500);
+    group.bench_function("500-image DAG: plan_project with digests", |b| {
+        b.iter(|| {
+            let tree = GitTree::open(repo.path(), None).unwrap();
+            let plan = plan_project(&tree, &PlanRequest::default()).unwrap();
+            assert_eq!(plan.images.len(), 500);
+            plan
         })
     });
     group.finish();

@@ -280,6 +280,15 @@ fn yaml_syntax_error_names_the_line() {
 }
 
 #[test]
+fn yaml_syntax_error_in_a_middle_document() {
+    let e = err(&format!(
+        "{META}---\nimage: a\n  dockerfile: D\n---\nimage: b\ndockerfile: D\n"
+    ));
+    assert!(matches!(*e.kind, ConfigErrorKind::Syntax(_)), "{e}");
+    assert_eq!((e.document, e.line), (Some(2), Some(5)), "{e}");
+}
+
+#[test]
 fn unknown_directive_names_key_document_image_and_line() {
     let e = err(&format!(
         "{META}---\nimage: api\ndockerfile: D\ntarget: x\ncontxt: sub\n"

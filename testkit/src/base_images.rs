@@ -29,14 +29,16 @@ pub struct BaseImages {
     pub arm64: String,
 }
 
-/// The cache directory for slow downloads: `$KILN_CACHE_DIR`, else `$HOME/.cache/kiln`.
+/// The cache directory for slow downloads: `$KILN_CACHE_DIR`, else `$HOME/.cache/kiln`
+/// (as `hack/setup.sh`), else `kiln-cache` in the temporary directory.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("KILN_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/kiln")
-        })
+    if let Some(dir) = std::env::var_os("KILN_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".cache/kiln"),
+        None => std::env::temp_dir().join("kiln-cache"),
+    }
 }
 
 /// Builds busybox images for linux/amd64 and linux/arm64 and pushes them, plus a manifest

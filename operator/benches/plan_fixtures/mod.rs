@@ -72,3 +72,39 @@ pub fn large_dag_config(images: usize) -> String {
     }
     yaml
 }
+
+/// A repository with `images` Dockerfile images, each in its own context with a small
+/// Dockerfile, depending on up to two earlier images (fixed pseudo-random choice) through
+/// `dependencies`: the 500-image DAG planned end to end, digests included.
+pub fn dag_repository(images: usize) -> TestRepo {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound as u64) as usize
+    };
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut yaml = String::from("project: bench\nconfigVersion: 1\n");
+    for i in 0..images {
+        yaml.push_str(&format!(
+            "---\nimage: img-{i}\ndockerfile: Dockerfile\ncontext: img-{i}\n"
+        ));
+        if i > 0 {
+            yaml.push_str(&format!(
+                "dependencies:\n- image: img-{}\n- image: img-{}\n",
+                next(i),
+                next(i)
+            ));
+        }
+        files.push((
+            format!("img-{i}/Dockerfile"),
+            format!("FROM alpine:3.20\nCOPY app.txt /app/\nRUN echo {i}\n"),
+        ));
+        files.push((format!("img-{i}/app.txt"), format!("app {i}\n")));
+    }
+    files.push(("werf.yaml".into(), yaml));
+    let repo = TestRepo::new();
+    repo.commit(&files);
+    repo
+}

@@ -81,6 +81,15 @@ pub struct Args {
     #[arg(long, env = "KILN_BUILDER_UNPRIVILEGED")]
     pub builder_unprivileged: bool,
 
+    /// Registry `host[:port]` reached over plain HTTP (loopback registries always are);
+    /// repeat for several. Passed to builder pods too.
+    #[arg(
+        long = "insecure-registry",
+        env = "KILN_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+
     /// Address of the metrics and health endpoint.
     #[arg(long, env = "KILN_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     pub metrics_address: SocketAddr,
@@ -202,6 +211,7 @@ async fn operate(args: Args) -> anyhow::Result<()> {
     let settings = Settings {
         builder: args.builder_defaults()?,
         lock_namespace: args.lock_namespace.clone(),
+        insecure_registries: args.insecure_registries.clone(),
     };
     let client = kube::Client::try_default()
         .await

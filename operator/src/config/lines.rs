@@ -23,8 +23,9 @@ fn is_content(line: &str) -> bool {
 }
 
 impl<'a> DocumentLines<'a> {
-    /// Splits `text` into documents; `expected_documents` is the YAML parser's count.
-    pub(crate) fn new(text: &'a str, expected_documents: usize) -> DocumentLines<'a> {
+    /// Splits `text` into documents; `expected_documents` is the YAML parser's count, or
+    /// `None` when the parser stopped early (a syntax error) and the count is unknown.
+    pub(crate) fn new(text: &'a str, expected_documents: Option<usize>) -> DocumentLines<'a> {
         let lines: Vec<&str> = text.lines().collect();
         let mut starts = Vec::new();
         let first_separator = lines.iter().position(|l| is_separator(l));
@@ -46,7 +47,7 @@ impl<'a> DocumentLines<'a> {
             .enumerate()
             .map(|(i, &s)| (s, starts.get(i + 1).copied().unwrap_or(lines.len())))
             .collect();
-        if ranges.len() != expected_documents {
+        if expected_documents.is_some_and(|n| n != ranges.len()) {
             ranges.clear();
         }
         DocumentLines { lines, ranges }
@@ -97,7 +98,7 @@ mod tests {
     #[test]
     fn finds_documents_and_keys() {
         let text = "# comment\nproject: x\nconfigVersion: 1\n---\nimage: a\nfrom: alpine\n---\nimage: b\ndockerfile: D\n";
-        let lines = DocumentLines::new(text, 3);
+        let lines = DocumentLines::new(text, Some(3));
         assert_eq!(lines.key_line(1, "project"), Some(2));
         assert_eq!(lines.key_line(2, "image"), Some(5));
         assert_eq!(lines.key_line(3, "dockerfile"), Some(9));
@@ -109,14 +110,14 @@ mod tests {
     #[test]
     fn leading_separator_starts_the_first_document() {
         let text = "---\nproject: x\n---\nimage: a\n";
-        let lines = DocumentLines::new(text, 2);
+        let lines = DocumentLines::new(text, Some(2));
         assert_eq!(lines.key_line(1, "project"), Some(2));
         assert_eq!(lines.key_line(2, "image"), Some(4));
     }
 
     #[test]
     fn disagreement_gives_no_lines() {
-        let lines = DocumentLines::new("a: 1\n---\nb: 2\n", 3);
+        let lines = DocumentLines::new("a: 1\n---\nb: 2\n", Some(3));
         assert_eq!(lines.key_line(1, "a"), None);
     }
 }

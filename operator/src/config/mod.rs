@@ -434,7 +434,8 @@ fn parse(file: &str, text: &str) -> Result<WerfConfig, ConfigError> {
             }
         }
     }
-    let lines = DocumentLines::new(text, values.len() + usize::from(syntax_error.is_some()));
+    let expected = syntax_error.is_none().then_some(values.len());
+    let lines = DocumentLines::new(text, expected);
     let ctx = Ctx { file, lines };
     if let Some(err) = syntax_error {
         let line = err.location().map(|l| l.line());

@@ -59,6 +59,27 @@ pub enum Error {
     /// The finalizer helper failed (wraps the apply/cleanup error).
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
+    /// A registry refused, failed or could not be reached.
+    #[error("{operation}: {source}")]
+    Storage {
+        /// What Kiln was doing (`looking up stages of image "backend"`...).
+        operation: String,
+        /// The registry error, naming registry and repository.
+        #[source]
+        source: Box<crate::storage::StorageError>,
+    },
+    /// A stage lock could not be taken or read.
+    #[error("stage locks: {0}")]
+    Lock(#[source] crate::lock::LockError),
+    /// A builder pod reported a failed instruction.
+    #[error("{0}")]
+    StageBuildFailed(String),
+    /// A builder pod ended without a usable result.
+    #[error("{0}")]
+    BuilderPodFailed(String),
+    /// A custom tag template is invalid.
+    #[error("spec.customTags: {0}")]
+    CustomTag(String),
     /// A bug or an unexpected state.
     #[error("internal error: {0}")]
     Internal(String),
@@ -75,7 +96,20 @@ impl Error {
     pub fn reason(&self) -> Reason {
         use ProjectPlanError as P;
         match self {
-            Error::Kube(_) | Error::Internal(_) => Reason::InternalError,
+            Error::Kube(_) | Error::Internal(_) | Error::Lock(_) => Reason::InternalError,
+            Error::Storage { source, .. } => {
+                use crate::storage::StorageError as S;
+                match source.as_ref() {
+                    S::Unauthorized { .. }
+                    | S::Forbidden { .. }
+                    | S::InvalidDockerConfig { .. } => Reason::RegistryAuthFailed,
+                    S::InvalidRepo { .. } => Reason::InvalidSpec,
+                    _ => Reason::RegistryUnavailable,
+                }
+            }
+            Error::StageBuildFailed(_) => Reason::StageBuildFailed,
+            Error::CustomTag(_) => Reason::InvalidCustomTag,
+            Error::BuilderPodFailed(_) => Reason::BuilderPodFailed,
             Error::InvalidSpec(_) | Error::Unsupported(_) | Error::InvalidPlatform { .. } => {
                 Reason::InvalidSpec
             }
@@ -113,7 +147,7 @@ impl Error {
     /// input that end the build.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Kube(_) => true,
+            Error::Kube(_) | Error::Lock(_) => true,
             Error::Finalizer(e) => match e.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
                     e.is_transient()

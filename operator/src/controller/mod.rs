@@ -12,11 +12,14 @@
 //! with reason `Timeout`. Leaving a running phase (and deleting the ImageBuild, through the
 //! finalizer) deletes its builder pods and job ConfigMaps.
 
+pub mod building;
 pub mod error;
+pub mod finish;
 pub mod planning;
 pub mod source;
 pub mod status;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +39,7 @@ use tracing::{info, warn};
 
 pub use error::Error;
 
+use crate::lock::LeaseGuard;
 use crate::metrics::{Metrics, Readiness};
 use crate::mirror::SourceCache;
 use crate::pods::BuilderDefaults;
@@ -61,6 +65,8 @@ pub struct Settings {
     pub builder: BuilderDefaults,
     /// Namespace of the stage lock ConfigMaps (`werf-<project>`).
     pub lock_namespace: String,
+    /// Registries (`host[:port]`) reached over plain HTTP (loopback ones always are).
+    pub insecure_registries: Vec<String>,
 }
 
 /// Everything a reconcile needs, shared by all reconciles.
@@ -75,6 +81,10 @@ pub struct Context {
     pub sources: Arc<SourceCache>,
     /// Operator settings.
     pub settings: Settings,
+    /// Stage leases held while a builder pod builds, by pod name. Only an optimisation of
+    /// memory: after a restart they are gone and expire; running pods are adopted and
+    /// found by label by other builds.
+    leases: tokio::sync::Mutex<HashMap<String, Vec<LeaseGuard>>>,
 }
 
 impl Context {
@@ -98,6 +108,27 @@ impl Context {
             metrics,
             sources,
             settings,
+            leases: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Keeps `guards` (renewed in the background) until the pod's result is read.
+    async fn hold_leases(&self, pod: &str, guards: Vec<LeaseGuard>) {
+        self.leases.lock().await.insert(pod.to_owned(), guards);
+    }
+
+    /// Releases the leases held for `pod`, if any.
+    async fn release_leases(&self, pod: &str) {
+        let guards = self.leases.lock().await.remove(pod);
+        if let Some(guards) = guards {
+            building::release_all(guards).await;
+        }
+    }
+
+    /// Releases the leases held for each of `pods`.
+    async fn release_pods(&self, pods: &[String]) {
+        for p in pods {
+            self.release_leases(p).await;
         }
     }
 
@@ -206,16 +237,76 @@ async fn apply(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> 
     }
 }
 
-/// The Building phase. Stage lookup, locks and builder pods are wired in as the stages
-/// storage, lock and builder modules land; until then a build waits here.
+/// The Building phase: advance the build sets; when all are complete, publish and finish.
 async fn building_step(
     ib: &ImageBuild,
-    _ctx: &Context,
-    status: &ImageBuildStatus,
+    ctx: &Context,
+    current: &ImageBuildStatus,
 ) -> Result<Action, Error> {
-    let requeue = time_left(ib, status, Timestamp::now())
-        .map_or(RUNNING_REQUEUE, |left| left.min(RUNNING_REQUEUE));
-    Ok(Action::requeue(requeue.max(Duration::from_millis(100))))
+    let commit = current
+        .commit
+        .clone()
+        .ok_or_else(|| Error::Internal("Building without a commit in the status".into()))?;
+    let resolved = source::resolve(ib, ctx, Some(&commit)).await?;
+    let (config, plan) = planning::plan_with_config(ib, &resolved.mirror, &commit).await?;
+    let storage = building::connect_storage(ib, ctx).await?;
+    let progress = building::advance(ib, ctx, &config, &plan, &storage).await?;
+    if progress.set < plan.sets.sets.len() {
+        let message = format!(
+            "build set {} of {}: {}",
+            progress.set + 1,
+            plan.sets.sets.len(),
+            progress.notes.join("; ")
+        );
+        let waiting = progress.notes.iter().all(|n| n.contains("waits for"));
+        let reason = if waiting && !progress.notes.is_empty() {
+            Reason::WaitingForStage
+        } else {
+            Reason::Building
+        };
+        let next = status::transition(
+            current,
+            Phase::Building,
+            reason,
+            &message,
+            ib.metadata.generation,
+            now(),
+        );
+        write_status(ib, ctx, &next).await?;
+        let requeue = time_left(ib, current, Timestamp::now())
+            .map_or(building::POLL, |left| left.min(building::POLL));
+        return Ok(Action::requeue(requeue.max(Duration::from_millis(100))));
+    }
+    let outcome = finish::publish(ib, ctx, &config, &plan, &storage).await?;
+    let mut next = status::finished(
+        current,
+        Reason::AllImagesPublished,
+        &outcome.message,
+        ib.metadata.generation,
+        now(),
+    );
+    finish::record(ib, ctx, &mut next, outcome).await?;
+    delete_children(ib, ctx).await?;
+    write_status(ib, ctx, &next).await?;
+    let seconds = match (&next.start_time, &next.completion_time) {
+        (Some(s), Some(c)) => c.0.duration_since(s.0).as_secs_f64().max(0.0),
+        _ => 0.0,
+    };
+    ctx.metrics
+        .build_finished(Phase::Succeeded.as_str(), seconds);
+    let note = next
+        .conditions
+        .first()
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ctx.event(
+        ib,
+        EventType::Normal,
+        Reason::AllImagesPublished.as_str(),
+        note,
+    )
+    .await;
+    Ok(Action::await_change())
 }
 
 /// Ends the build with a terminal error: cleanup, status `Failed` with the error's reason,
@@ -284,6 +375,7 @@ async fn delete_children(ib: &ImageBuild, ctx: &Context) -> Result<(), Error> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     for pod in pods.list(&lp).await? {
         if owned_by(&pod.metadata, &uid) {
+            ctx.release_pods(&[pod.name_any()]).await;
             ignore_not_found(
                 pods.delete(&pod.name_any(), &DeleteParams::background())
                     .await,

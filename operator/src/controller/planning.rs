@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::{Context, Error, now, source, status, write_status};
-use crate::config::Platform;
+use crate::config::{Platform, WerfConfig};
 use crate::plan::ParallelOptions;
 use crate::plan::project::{
     PlanRequest, ProjectPlan, StagedDockerfileVersion as PlannerStaged, plan_project,
@@ -75,6 +75,49 @@ pub async fn plan(ib: &ImageBuild, mirror: &Path, commit: &str) -> Result<Projec
     })
     .await
     .map_err(|e| Error::Internal(format!("planning task: {e}")))?
+}
+
+/// [`plan`] plus the parsed werf.yaml (the builder job needs each image's directives).
+///
+/// Errors: as [`plan`].
+pub async fn plan_with_config(
+    ib: &ImageBuild,
+    mirror: &Path,
+    commit: &str,
+) -> Result<(WerfConfig, ProjectPlan), Error> {
+    let plan = plan(ib, mirror, commit).await?;
+    let config_path = match ib.spec.config_source() {
+        Ok(ConfigSource::Path(p)) => p.to_owned(),
+        _ => "werf.yaml".to_owned(),
+    };
+    let mirror = mirror.to_owned();
+    let commit = commit.to_owned();
+    let config = tokio::task::spawn_blocking(move || -> Result<WerfConfig, Error> {
+        let tree = GitTree::open(&mirror, Some(&commit))
+            .map_err(|e| Error::Plan(crate::plan::project::ProjectPlanError::Source(e)))?;
+        let mut found = tree
+            .read_file(&config_path)
+            .map_err(|e| Error::Plan(crate::plan::project::ProjectPlanError::Source(e)))?
+            .map(|b| (config_path.clone(), b));
+        if found.is_none() && config_path == "werf.yaml" {
+            found = tree
+                .read_file("werf.yml")
+                .map_err(|e| Error::Plan(crate::plan::project::ProjectPlanError::Source(e)))?
+                .map(|b| ("werf.yml".to_owned(), b));
+        }
+        let (path, bytes) = found.ok_or_else(|| {
+            Error::Plan(crate::plan::project::ProjectPlanError::ConfigNotFound {
+                path: config_path.clone(),
+                commit: commit.clone(),
+            })
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        WerfConfig::parse(&path, &text)
+            .map_err(|e| Error::Plan(crate::plan::project::ProjectPlanError::Config(e)))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("config task: {e}")))??;
+    Ok((config, plan))
 }
 
 /// The plan as the status shows it.

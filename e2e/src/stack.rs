@@ -1,0 +1,174 @@
+//! The whole local stack for the demo and for tests that need everything: a control
+//! plane with one emulated node, a registry and a git server, all on loopback.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use kiln_testkit::git_server::GitServer;
+use kiln_testkit::registry::TestRegistry;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::TestCluster;
+use crate::control_plane::ControlPlaneOptions;
+use crate::node_emulator::{ImageMap, NodeEmulatorConfig};
+
+/// Image repository whose containers run the workspace's `kiln-builder` binary.
+pub const DEFAULT_BUILDER_IMAGE: &str = "kiln-builder";
+
+/// How to start a [`LocalStack`].
+#[derive(Debug, Clone, Default)]
+pub struct StackOptions {
+    /// Keep control-plane and node state here; `None` = temporary directories.
+    pub state_dir: Option<PathBuf>,
+    /// Image map for the node; `None` = [`default_image_map`].
+    pub image_map: Option<ImageMap>,
+}
+
+/// What a user needs to talk to the stack; written as `info.json` by
+/// `kiln-local-stack`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StackInfo {
+    /// Admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// kube-apiserver URL.
+    pub server: String,
+    /// Registry host (`127.0.0.1:PORT`), plain HTTP, no auth.
+    pub registry: String,
+    /// Git server base URL; repositories are `GIT_URL/NAME.git`.
+    pub git_url: String,
+    /// Where bare repositories served by the git server live.
+    pub git_repos_dir: PathBuf,
+    /// The emulated node's name.
+    pub node: String,
+    /// Container logs of pods run by the node.
+    pub container_logs: PathBuf,
+    /// Control-plane logs (etcd, kube-apiserver, kube-controller-manager).
+    pub control_plane_logs: PathBuf,
+    /// Process group ids of the control-plane processes.
+    pub pids: Vec<(String, u32)>,
+}
+
+/// The image map the stack uses: `kiln-builder` (any registry path ending in
+/// `kiln-builder`, any tag) runs the `kiln-builder` binary built next to the current
+/// executable (`target/<profile>/`), if it exists.
+pub fn default_image_map() -> ImageMap {
+    let mut map = ImageMap::new();
+    if let Some(bin) = workspace_binary("kiln-builder") {
+        map = map.with(DEFAULT_BUILDER_IMAGE, bin);
+    }
+    map
+}
+
+/// `name` in the cargo target directory of the running executable (test binaries live
+/// in `target/<profile>/deps`, binaries in `target/<profile>`).
+pub fn workspace_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join(name), dir.parent()?.join(name)]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// A running stack. Field order is drop order.
+pub struct LocalStack {
+    cluster: TestCluster,
+    registry: TestRegistry,
+    git: GitServer,
+}
+
+impl std::fmt::Debug for LocalStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStack")
+            .field("cluster", &self.cluster)
+            .field("registry", &self.registry.address())
+            .field("git", &self.git.address())
+            .finish()
+    }
+}
+
+impl LocalStack {
+    /// Starts registry, git server, control plane and node.
+    pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
+        let registry = TestRegistry::start().context("starting the registry")?;
+        let git = GitServer::start().context("starting the git server")?;
+        let sub = |n: &str| opts.state_dir.as_ref().map(|d| d.join(n));
+        let cluster = TestCluster::start_with(
+            ControlPlaneOptions {
+                state_dir: sub("control-plane"),
+                ..Default::default()
+            },
+            NodeEmulatorConfig {
+                image_map: opts.image_map.clone().unwrap_or_else(default_image_map),
+                state_dir: sub("node"),
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(Self {
+            cluster,
+            registry,
+            git,
+        })
+    }
+
+    /// The cluster (client, control plane, node).
+    pub fn cluster(&self) -> &TestCluster {
+        &self.cluster
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &TestRegistry {
+        &self.registry
+    }
+
+    /// The git server.
+    pub fn git(&self) -> &GitServer {
+        &self.git
+    }
+
+    /// Addresses and paths, for printing.
+    pub fn info(&self) -> StackInfo {
+        let cp = self.cluster.control_plane();
+        StackInfo {
+            kubeconfig: cp.kubeconfig_path().to_owned(),
+            server: cp.server_url().to_owned(),
+            registry: self.registry.address().to_owned(),
+            git_url: format!("http://{}", self.git.address()),
+            git_repos_dir: self.git.repos_dir(),
+            node: self.cluster.node().node_name().to_owned(),
+            container_logs: self.cluster.node().logs_dir().to_owned(),
+            control_plane_logs: cp.state_dir().join("logs"),
+            pids: cp
+                .pids()
+                .into_iter()
+                .map(|(n, p)| (n.to_owned(), p))
+                .collect(),
+        }
+    }
+}
+
+impl StackInfo {
+    /// Human-readable usage text.
+    pub fn usage(&self, state_dir: &Path) -> String {
+        format!(
+            "Kiln local stack is up (state in {state}).\n\
+             \n  export KUBECONFIG={kc}\n  \
+             kubectl get nodes                      # node {node} (pods run as host processes)\n\
+             \n  kube-apiserver  {server}\n  \
+             registry        {registry}  (plain HTTP, no auth)\n  \
+             git server      {git}/NAME.git  (bare repos in {repos}; `git init --bare` one there, then push)\n  \
+             container logs  {clogs}\n  \
+             control plane   {cplogs}\n\
+             \nStop it with: cargo run -p kiln-e2e --bin kiln-local-stack -- down\n",
+            state = state_dir.display(),
+            kc = self.kubeconfig.display(),
+            node = self.node,
+            server = self.server,
+            registry = self.registry,
+            git = self.git_url,
+            repos = self.git_repos_dir.display(),
+            clogs = self.container_logs.display(),
+            cplogs = self.control_plane_logs.display(),
+        )
+    }
+}

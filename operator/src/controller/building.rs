@@ -1,0 +1,602 @@
+//! Building phase: stage lookup, stage locks, builder pods and their results, set by set.
+//!
+//! Every reconcile recomputes the state from the outside world — the plan from the pinned
+//! commit, which stages the stages storage has, which builder pods exist — so a restarted
+//! operator continues where the last one stopped and adopts the pods it created (their
+//! names are a function of build, image, platform and stage digests).
+//!
+//! Per image × platform of the current build set:
+//! 1. look up each stage digest in the stages storage (oldest valid tag wins);
+//! 2. all found → done; else look at our builder pod for it: running → wait; succeeded →
+//!    its stages are published (the next lookup finds them); failed → the build fails with
+//!    image, stage, instruction and log tail;
+//! 3. no pod yet: if a live builder pod of any ImageBuild already builds the first missing
+//!    digest in the same stages storage, wait for it; else take the stage locks of the
+//!    missing digests without blocking, re-check the storage with a fresh tags list, and
+//!    create the job ConfigMap and the pod (at most `parallelTasksLimit` running per set).
+//!    The leases are renewed in the background until the pod ends.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kiln_crds::ImageBuild;
+use kiln_crds::job::{
+    BuildJob, BuildResult, JOB_API_VERSION, NetworkMode, ParentRef, Source, SourceAuth, StageBuild,
+    StageJob,
+};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, PostParams};
+
+use super::{Context, Error};
+use crate::config::{ImageKind, WerfConfig};
+use crate::lock::{LeaseGuard, StageLocks, TryAcquire};
+use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan};
+use crate::pods::names::{ANNOTATION_REPO, stage_label};
+use crate::pods::{self, BuilderPodRequest, PodOutcome, builder_pod_name, pod_outcome};
+use crate::storage::{
+    DockerConfig, Freshness, OldestCreationTs, RegistryClient, RegistryClientConfig, RepoRef,
+    StageDescription, StageDigest, StagesStorage, StorageRepos,
+};
+
+/// werf's stage digest version salt (reference §1.2), for content digests.
+const BUILD_CACHE_VERSION: &str = "1.2";
+
+/// How long to wait before looking again while builder pods run or locks are held.
+pub const POLL: Duration = Duration::from_secs(3);
+
+fn storage_error(
+    operation: impl Into<String>,
+) -> impl FnOnce(crate::storage::StorageError) -> Error {
+    let operation = operation.into();
+    move |source| Error::Storage {
+        operation,
+        source: Box::new(source),
+    }
+}
+
+fn repo_ref(field: &str, value: &str) -> Result<RepoRef, Error> {
+    RepoRef::from_str(value).map_err(storage_error(format!("{field} {value:?}")))
+}
+
+/// The stages storage view of `ib` for this reconcile: credentials from
+/// `spec.registrySecretRef`, the four kinds of repos from the spec.
+///
+/// Errors: the Secret is missing or not a docker config; a repo is not a repository name.
+pub async fn connect_storage(ib: &ImageBuild, ctx: &Context) -> Result<StagesStorage, Error> {
+    let mut credentials = DockerConfig::anonymous();
+    if let Some(secret_ref) = &ib.spec.registry_secret_ref {
+        let namespace = ib.namespace().unwrap_or_default();
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+        let secret =
+            secrets
+                .get_opt(&secret_ref.name)
+                .await?
+                .ok_or_else(|| Error::SecretNotFound {
+                    name: secret_ref.name.clone(),
+                    namespace,
+                    field: "spec.registrySecretRef",
+                })?;
+        let data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        credentials = DockerConfig::from_secret_data(&secret_ref.name, &data)
+            .map_err(storage_error("spec.registrySecretRef"))?;
+    }
+    let spec = &ib.spec;
+    let repos = StorageRepos {
+        repo: repo_ref("spec.repo", &spec.repo)?,
+        final_repo: spec
+            .final_repo
+            .as_deref()
+            .map(|r| repo_ref("spec.finalRepo", r))
+            .transpose()?,
+        secondary_repos: spec
+            .secondary_repos
+            .iter()
+            .map(|r| repo_ref("spec.secondaryRepos", r))
+            .collect::<Result<_, _>>()?,
+        cache_repos: spec
+            .cache_repos
+            .iter()
+            .map(|r| repo_ref("spec.cacheRepos", r))
+            .collect::<Result<_, _>>()?,
+    };
+    let client = RegistryClient::new(RegistryClientConfig {
+        credentials,
+        plain_http_registries: ctx.settings.insecure_registries.clone(),
+        ..RegistryClientConfig::default()
+    });
+    Ok(StagesStorage::new(client, repos))
+}
+
+/// The stage digests of an image × platform, in build order.
+///
+/// Errors: [`Error::Unsupported`] for Stapel images and for stages whose digest waits on a
+/// dependency's identifiers (not built by this operator yet).
+pub fn unit_digests(unit: &ImagePlan) -> Result<Vec<String>, Error> {
+    if unit.kind == ImageBuildKind::Stapel {
+        return Err(Error::Unsupported(format!(
+            "image {:?}: Stapel images are not built by Kiln yet",
+            unit.name
+        )));
+    }
+    unit.stages
+        .iter()
+        .map(|s| {
+            s.digest.clone().ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "image {:?}: stage {} depends on {} (dependency build args are not supported yet)",
+                    unit.name,
+                    s.name,
+                    s.pending_on.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Looks up each stage of a unit; a stage after a missing one is missing too (its parent
+/// must be built first).
+pub async fn lookup_unit(
+    storage: &StagesStorage,
+    unit: &ImagePlan,
+    freshness: Freshness,
+) -> Result<Vec<Option<StageDescription>>, Error> {
+    let digests = unit_digests(unit)?;
+    let mut found = Vec::with_capacity(digests.len());
+    let mut parent_ts = None;
+    let mut broken = false;
+    for digest in &digests {
+        if broken {
+            found.push(None);
+            continue;
+        }
+        let d = StageDigest::from_str(digest)
+            .map_err(|e| Error::Internal(format!("planned digest {digest}: {e}")))?;
+        let stage = storage
+            .find_stage(&d, parent_ts, &OldestCreationTs, freshness)
+            .await
+            .map_err(storage_error(format!(
+                "looking up stages of image {:?} ({})",
+                unit.name, unit.platform
+            )))?;
+        match &stage {
+            Some(s) => parent_ts = Some(s.stage_id.creation_ts_ms()),
+            None => broken = true,
+        }
+        found.push(stage);
+    }
+    Ok(found)
+}
+
+/// werf's stage content digest (reference §1.2): SHA3-224 over (platform unless
+/// linux/amd64, "1.2", "<stage>-content", "", stage digest, "").
+pub fn content_digest(platform: &str, stage_name: &str, digest: &str) -> String {
+    let name = format!("{stage_name}-content");
+    let mut parts: Vec<&str> = Vec::new();
+    if !platform.is_empty() && platform != "linux/amd64" {
+        parts.push(platform);
+    }
+    parts.extend([BUILD_CACHE_VERSION, name.as_str(), "", digest, ""]);
+    crate::digest::sha3_224_hex(&parts)
+}
+
+fn join_path(dir: &str, file: &str) -> String {
+    let dir = dir.trim_matches('/');
+    if dir.is_empty() || dir == "." {
+        file.to_owned()
+    } else {
+        format!("{dir}/{file}")
+    }
+}
+
+/// The build job of an image × platform's missing stages (non-staged Dockerfile images:
+/// one `dockerfile` stage built with `buildah bud` from the commit's context).
+///
+/// Errors: [`Error::Unsupported`] for staged Dockerfile and Stapel images.
+pub fn build_job(
+    ib: &ImageBuild,
+    config: &WerfConfig,
+    plan: &ProjectPlan,
+    unit: &ImagePlan,
+    missing: &[usize],
+    insecure_registries: &[String],
+) -> Result<BuildJob, Error> {
+    let image = config.image(&unit.name).ok_or_else(|| {
+        Error::Internal(format!("planned image {:?} not in werf.yaml", unit.name))
+    })?;
+    let ImageKind::Dockerfile(d) = &image.kind else {
+        return Err(Error::Unsupported(format!(
+            "image {:?}: Stapel images are not built by Kiln yet",
+            unit.name
+        )));
+    };
+    if unit.kind != ImageBuildKind::Dockerfile {
+        return Err(Error::Unsupported(format!(
+            "image {:?}: staged Dockerfile builds are not wired into the controller yet",
+            unit.name
+        )));
+    }
+    let platform = unit.platform.to_string();
+    let spec = &ib.spec;
+    let auth = spec.source.git.secret_ref.as_ref().map(|_| {
+        if spec.source.git.url.starts_with("http") {
+            SourceAuth::Basic {
+                username_path: format!("{}/username", pods::GIT_AUTH_DIR),
+                password_path: format!("{}/password", pods::GIT_AUTH_DIR),
+            }
+        } else {
+            SourceAuth::Ssh {
+                private_key_path: format!("{}/ssh-privatekey", pods::GIT_AUTH_DIR),
+                known_hosts_path: format!("{}/known_hosts", pods::GIT_AUTH_DIR),
+            }
+        }
+    });
+    let stages = missing
+        .iter()
+        .map(|&i| {
+            let s = &unit.stages[i];
+            let digest = s.digest.clone().unwrap_or_default();
+            StageJob {
+                content_digest: content_digest(&platform, &s.name, &digest),
+                name: s.name.clone(),
+                digest,
+                parent: ParentRef::None,
+                build: StageBuild::Dockerfile { dockerfile: None },
+                labels: BTreeMap::new(),
+            }
+        })
+        .collect();
+    let context = d.context.clone().unwrap_or_default();
+    Ok(BuildJob {
+        api_version: JOB_API_VERSION.to_owned(),
+        project: plan.project.clone(),
+        image: unit.name.clone(),
+        commit: Some(plan.commit.clone()),
+        source: Some(Source {
+            url: spec.source.git.url.clone(),
+            commit: plan.commit.clone(),
+            auth,
+        }),
+        dockerfile_path: join_path(&context, &d.dockerfile),
+        context_dir: context,
+        target: d.target.clone(),
+        build_args: d.args_as_strings().unwrap_or_default(),
+        add_hosts: d.add_hosts().to_vec(),
+        platform: Some(platform),
+        network: match spec.network.as_deref() {
+            Some("none") => NetworkMode::None,
+            Some("host") => NetworkMode::Host,
+            _ => NetworkMode::Default,
+        },
+        ssh_key_paths: (0..spec.ssh_key_secret_refs.len())
+            .map(pods::ssh_key_path)
+            .collect(),
+        registry_mirrors: spec.registry_mirrors.clone(),
+        insecure_registries: insecure_registries.to_vec(),
+        registry_auth_path: spec
+            .registry_secret_ref
+            .as_ref()
+            .map(|_| pods::REGISTRY_AUTH_FILE.to_owned()),
+        repo: spec.repo.clone(),
+        cache_repos: spec.cache_repos.clone(),
+        base_images: Vec::new(),
+        stages,
+    })
+}
+
+/// The condition message of a failed builder pod: image, platform, stage, instruction,
+/// exit code and the log tail.
+pub fn failure_message(unit: &ImagePlan, pod: &str, outcome: &PodOutcome) -> Error {
+    let head = format!("image {:?} ({})", unit.name, unit.platform);
+    match outcome {
+        PodOutcome::Terminated {
+            exit_code,
+            reason,
+            message,
+        } => match serde_json::from_str::<BuildResult>(message) {
+            Ok(result) => match result.failure {
+                Some(f) => Error::StageBuildFailed(format!(
+                    "{head}, stage {} ({}), instruction `{}`{}: {}\n{}",
+                    f.stage,
+                    &f.digest[..12.min(f.digest.len())],
+                    f.instruction,
+                    f.exit_code
+                        .map(|c| format!(" exited with {c}"))
+                        .unwrap_or_default(),
+                    f.message,
+                    f.log_tail
+                )),
+                None => Error::BuilderPodFailed(format!(
+                    "{head}: builder pod {pod} exited with {exit_code} ({reason}) without a failure record"
+                )),
+            },
+            Err(_) => Error::BuilderPodFailed(format!(
+                "{head}: builder pod {pod} exited with {exit_code} ({reason}); log tail:\n{message}"
+            )),
+        },
+        PodOutcome::Lost { reason, message } => Error::BuilderPodFailed(format!(
+            "{head}: builder pod {pod} ended without a result: {reason}: {message}"
+        )),
+        PodOutcome::Unschedulable { message } => Error::BuilderPodFailed(format!(
+            "{head}: builder pod {pod} cannot be scheduled: {message}"
+        )),
+        PodOutcome::Running => Error::Internal(format!("{head}: pod {pod} still running")),
+    }
+}
+
+/// True when a builder pod's termination message is a successful result.
+pub fn succeeded(outcome: &PodOutcome) -> bool {
+    matches!(outcome, PodOutcome::Terminated { exit_code: 0, message, .. }
+        if serde_json::from_str::<BuildResult>(message).is_ok_and(|r| r.ok))
+}
+
+/// Where the current build set stands after one pass.
+#[derive(Debug, Default)]
+pub struct SetProgress {
+    /// Index of the first incomplete set (== number of sets when everything is done).
+    pub set: usize,
+    /// Human-readable notes: what runs, what waits.
+    pub notes: Vec<String>,
+}
+
+/// One pass over the plan: returns when a set is incomplete (after starting what may
+/// start) or when all sets are complete.
+///
+/// Errors: terminal failures (builder failed, registry refused) and API errors.
+pub async fn advance(
+    ib: &ImageBuild,
+    ctx: &Context,
+    config: &WerfConfig,
+    plan: &ProjectPlan,
+    storage: &StagesStorage,
+) -> Result<SetProgress, Error> {
+    let namespace = ib.namespace().unwrap_or_default();
+    let uid = ib.uid().unwrap_or_default();
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let ours: HashMap<String, Pod> = pods_api
+        .list(&ListParams::default().labels(&super::children_selector(ib)))
+        .await?
+        .into_iter()
+        .filter(|p| super::owned_by(&p.metadata, &uid))
+        .map(|p| (p.name_any(), p))
+        .collect();
+    let limit = ib.spec.effective_parallel_limit();
+    let mut locks: Option<StageLocks> = None;
+    for (set_index, set) in plan.sets.sets.iter().enumerate() {
+        let mut progress = SetProgress {
+            set: set_index,
+            notes: Vec::new(),
+        };
+        let mut running = 0usize;
+        let mut complete = true;
+        for unit in plan.images.iter().filter(|u| set.contains(&u.name)) {
+            let found = lookup_unit(storage, unit, Freshness::Cached).await?;
+            let missing: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
+            if missing.is_empty() {
+                continue;
+            }
+            complete = false;
+            let digests = unit_digests(unit)?;
+            let missing_digests: Vec<String> =
+                missing.iter().map(|&i| digests[i].clone()).collect();
+            let platform = unit.platform.to_string();
+            let pod_name = builder_pod_name(
+                &ib.name_any(),
+                &uid,
+                &unit.name,
+                &platform,
+                &missing_digests,
+            );
+            if let Some(pod) = ours.get(&pod_name) {
+                let outcome = pod_outcome(pod);
+                match &outcome {
+                    PodOutcome::Running => {
+                        running += 1;
+                        progress
+                            .notes
+                            .push(format!("building {} ({platform})", unit.name));
+                    }
+                    PodOutcome::Unschedulable { message } => {
+                        running += 1;
+                        progress.notes.push(format!(
+                            "{} ({platform}) waits for a node: {message}",
+                            unit.name
+                        ));
+                    }
+                    _ if succeeded(&outcome) => {
+                        // Published; a fresh lookup must see it.
+                        ctx.release_leases(&pod_name).await;
+                        let again = lookup_unit(storage, unit, Freshness::Fresh).await?;
+                        if again.iter().any(Option::is_none) {
+                            return Err(Error::BuilderPodFailed(format!(
+                                "image {:?} ({platform}): builder pod {pod_name} reported success but the stages are not in {}",
+                                unit.name, ib.spec.repo
+                            )));
+                        }
+                    }
+                    _ => {
+                        ctx.release_leases(&pod_name).await;
+                        return Err(failure_message(unit, &pod_name, &outcome));
+                    }
+                }
+                continue;
+            }
+            if limit.is_some_and(|l| running >= l) {
+                progress
+                    .notes
+                    .push(format!("{} ({platform}) waits for a free slot", unit.name));
+                continue;
+            }
+            if let Some(other) =
+                live_builder_of(ctx, &ib.spec.repo, &missing_digests[0], &uid).await?
+            {
+                progress.notes.push(format!(
+                    "{} ({platform}) waits for builder pod {other}, which builds the same stage",
+                    unit.name
+                ));
+                continue;
+            }
+            if locks.is_none() {
+                locks = Some(
+                    StageLocks::connect(
+                        ctx.client.clone(),
+                        &ctx.settings.lock_namespace,
+                        &plan.project,
+                    )
+                    .await
+                    .map_err(Error::Lock)?,
+                );
+            }
+            let stage_locks = locks.as_ref().expect("connected above");
+            let Some(guards) = take_locks(stage_locks, &missing_digests).await? else {
+                progress.notes.push(format!(
+                    "{} ({platform}) waits for the lock of a stage another build publishes",
+                    unit.name
+                ));
+                continue;
+            };
+            // Check again under the locks with a fresh tags list (werf's publishing protocol).
+            let again = lookup_unit(storage, unit, Freshness::Fresh).await?;
+            if again.iter().all(Option::is_some) {
+                release(guards).await;
+                continue;
+            }
+            let job = build_job(
+                ib,
+                config,
+                plan,
+                unit,
+                &missing,
+                &ctx.settings.insecure_registries,
+            )?;
+            let job_json = job.to_json();
+            let request = BuilderPodRequest {
+                build: ib,
+                image: &unit.name,
+                platform: &platform,
+                stage_digests: &missing_digests,
+                job_json: &job_json,
+            };
+            let (pod, config_map) = pods::builder_pod(&request, &ctx.settings.builder)?;
+            let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+            create_or_adopt(maps.create(&PostParams::default(), &config_map).await)?;
+            create_or_adopt(pods_api.create(&PostParams::default(), &pod).await)?;
+            ctx.metrics.stages("built", missing_digests.len() as u64);
+            ctx.hold_leases(&pod_name, guards).await;
+            running += 1;
+            tracing::info!(imagebuild = %ib.name_any(), pod = %pod_name, image = %unit.name, %platform, stages = missing_digests.len(), "builder pod created");
+            progress
+                .notes
+                .push(format!("building {} ({platform})", unit.name));
+        }
+        if !complete {
+            return Ok(progress);
+        }
+    }
+    Ok(SetProgress {
+        set: plan.sets.sets.len(),
+        notes: Vec::new(),
+    })
+}
+
+fn create_or_adopt<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
+    match r {
+        Ok(_) => Ok(()),
+        // Created by an earlier reconcile (operator restart): adopt it.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// A live builder pod of another ImageBuild (any namespace the operator sees) that builds
+/// `digest` into `repo`.
+async fn live_builder_of(
+    ctx: &Context,
+    repo: &str,
+    digest: &str,
+    own_uid: &str,
+) -> Result<Option<String>, Error> {
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let list = pods
+        .list(&ListParams::default().labels(&stage_label(digest)))
+        .await?;
+    Ok(list
+        .into_iter()
+        .filter(|p| !super::owned_by(&p.metadata, own_uid))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.annotations().get(ANNOTATION_REPO).map(String::as_str) == Some(repo))
+        .find(|p| pod_outcome(p) == PodOutcome::Running)
+        .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any())))
+}
+
+/// Takes every lock or none (non-blocking): `None` when one is held by someone else.
+async fn take_locks(
+    locks: &StageLocks,
+    digests: &[String],
+) -> Result<Option<Vec<LeaseGuard>>, Error> {
+    let mut held = Vec::new();
+    for digest in digests {
+        match locks.try_acquire(digest).await {
+            Ok(TryAcquire::Held(guard)) => held.push(guard),
+            Ok(TryAcquire::MustWait { .. }) => {
+                release(held).await;
+                return Ok(None);
+            }
+            Err(e) => {
+                release(held).await;
+                return Err(Error::Lock(e));
+            }
+        }
+    }
+    Ok(Some(held))
+}
+
+async fn release(guards: Vec<LeaseGuard>) {
+    for g in guards {
+        if let Err(e) = g.release().await {
+            tracing::warn!(error = %e, "releasing a stage lock failed; it expires on its own");
+        }
+    }
+}
+
+/// Releases leases held for a pod (they also expire 10 s after the holder stops renewing).
+pub async fn release_all(guards: Vec<LeaseGuard>) {
+    release(guards).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_digest_follows_the_werf_formula() {
+        let d = "e1e7f09bab89a549702f688a98d79ae2fed317ac4213a352525847fe";
+        // Independently: SHA3-224("1.2:::dockerfile-content::::::<d>:::").
+        // Computed with Python's hashlib.sha3_224 over the ":::"-joined parts.
+        assert_eq!(
+            content_digest("linux/amd64", "dockerfile", d),
+            "3bb1594b36870a0afdadaf733612cc815f9b59e89c6e688b9e7820ad"
+        );
+        assert_eq!(
+            content_digest("linux/arm64", "dockerfile", d),
+            "663200ae712ed50339cc2bf159889e8ffb2fcb661774ef937fa09852"
+        );
+        assert_ne!(
+            content_digest("linux/arm64", "dockerfile", d),
+            content_digest("linux/amd64", "dockerfile", d)
+        );
+    }
+
+    #[test]
+    fn dockerfile_paths_join_the_context() {
+        assert_eq!(join_path("", "Dockerfile"), "Dockerfile");
+        assert_eq!(join_path("frontend/", "Dockerfile"), "frontend/Dockerfile");
+        assert_eq!(join_path(".", "Dockerfile"), "Dockerfile");
+    }
+}

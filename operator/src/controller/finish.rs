@@ -1,0 +1,385 @@
+//! Finish: every stage is in the stages storage. Publish manifest lists for multi-platform
+//! images, copy final images to the final repo, add custom tags, and assemble the build
+//! report (werf's field names) with its per-image summaries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kiln_crds::ImageBuild;
+use kiln_crds::ImageBuildStatus;
+use kiln_crds::job::BuildResult;
+use kiln_crds::report::{
+    BACKEND_BUILDAH, BuildReport, CONFIG_TYPE_DOCKERFILE, CONFIG_TYPE_STAGED, CONFIG_TYPE_STAPEL,
+    ImageRecord, RuntimeInfo, StageRecord,
+};
+use kiln_crds::status::{
+    REPORT_CONFIGMAP_ENV_KEY, REPORT_CONFIGMAP_JSON_KEY, image_summaries, rebuilt_stage_count,
+    report_fits_in_status,
+};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+
+use super::building::lookup_unit;
+use super::{Context, Error, MANAGER};
+use crate::config::WerfConfig;
+use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan};
+use crate::pods::{PodOutcome, pod_outcome};
+use crate::storage::{Freshness, StageDescription, StageDigest, StageId, StagesStorage, publish};
+use crate::tags::validate_custom_tags;
+
+/// What [`publish`] produced.
+#[derive(Debug)]
+pub struct FinishOutcome {
+    /// The build report.
+    pub report: BuildReport,
+    /// Custom tags published per image.
+    pub custom_tags: BTreeMap<String, Vec<String>>,
+    /// The Succeeded condition message.
+    pub message: String,
+}
+
+/// Stage tags (`DIGEST-TIMESTAMP`) this build's builder pods published, with build seconds,
+/// read from the succeeded pods' termination messages.
+async fn built_by_us(ib: &ImageBuild, ctx: &Context) -> Result<HashMap<String, f64>, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ib.namespace().unwrap_or_default());
+    let uid = ib.uid().unwrap_or_default();
+    let mut built = HashMap::new();
+    for pod in pods
+        .list(&ListParams::default().labels(&super::children_selector(ib)))
+        .await?
+    {
+        if !super::owned_by(&pod.metadata, &uid) {
+            continue;
+        }
+        if let PodOutcome::Terminated {
+            exit_code: 0,
+            message,
+            ..
+        } = pod_outcome(&pod)
+            && let Ok(result) = serde_json::from_str::<BuildResult>(&message)
+        {
+            for s in result.stages {
+                let tag = s.tag.rsplit(':').next().unwrap_or(&s.tag).to_owned();
+                built.insert(tag, s.build_seconds.unwrap_or(0.0));
+            }
+        }
+    }
+    Ok(built)
+}
+
+fn config_type(kind: ImageBuildKind) -> &'static str {
+    match kind {
+        ImageBuildKind::Dockerfile => CONFIG_TYPE_DOCKERFILE,
+        ImageBuildKind::StagedDockerfile => CONFIG_TYPE_STAGED,
+        ImageBuildKind::Stapel => CONFIG_TYPE_STAPEL,
+    }
+}
+
+fn seconds(s: f64) -> String {
+    format!("{s:.2}")
+}
+
+/// The report record of one image × platform from its stage descriptions.
+fn platform_record(
+    unit: &ImagePlan,
+    plan: &ProjectPlan,
+    stages: &[StageDescription],
+    built: &HashMap<String, f64>,
+) -> ImageRecord {
+    let mut total = 0.0;
+    let records: Vec<StageRecord> = unit
+        .stages
+        .iter()
+        .zip(stages)
+        .map(|(stage, desc)| {
+            let tag = desc.stage_id.tag();
+            let rebuilt = built.get(&tag);
+            total += rebuilt.copied().unwrap_or(0.0);
+            StageRecord {
+                name: stage.name.clone(),
+                docker_image_name: desc.image_name(),
+                docker_tag: tag,
+                docker_image_id: desc.image_id().unwrap_or_default().to_owned(),
+                docker_image_digest: desc.manifest_digest.clone(),
+                created_at: i64::try_from(desc.stage_id.creation_ts_ms())
+                    .unwrap_or(i64::MAX / 1_000_000)
+                    .saturating_mul(1_000_000),
+                size: desc
+                    .size()
+                    .map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX)),
+                source_type: String::new(),
+                base_image_pulled: false,
+                rebuilt: rebuilt.is_some(),
+                build_time: seconds(rebuilt.copied().unwrap_or(0.0)),
+                commit: plan.commit.clone(),
+            }
+        })
+        .collect();
+    let last = stages.last().expect("an image has at least one stage");
+    ImageRecord {
+        werf_image_name: unit.name.clone(),
+        config_type: config_type(unit.kind).to_owned(),
+        docker_repo: last.repo.to_string(),
+        docker_tag: last.stage_id.tag(),
+        docker_image_id: last.image_id().unwrap_or_default().to_owned(),
+        docker_image_digest: last.manifest_digest.clone(),
+        docker_image_name: last.image_name(),
+        target_platform: unit.platform.to_string(),
+        rebuilt: records.iter().any(|r| r.rebuilt),
+        r#final: unit.is_final,
+        size: last
+            .size()
+            .map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX)),
+        build_time: seconds(total),
+        commit: plan.commit.clone(),
+        stages: Some(records),
+    }
+}
+
+/// The manifest list digest of a multi-platform image (reference §10): SHA3-224 over the
+/// per-platform final stage IDs ordered by platform name.
+pub fn manifest_list_digest(by_platform: &BTreeMap<String, String>) -> String {
+    let ids: Vec<&str> = by_platform.values().map(String::as_str).collect();
+    crate::digest::sha3_224_hex(&ids)
+}
+
+/// Publishes and reports (see the module docs).
+///
+/// Errors: a custom tag template is invalid, a registry refuses, a stage vanished.
+pub async fn publish(
+    ib: &ImageBuild,
+    ctx: &Context,
+    _config: &WerfConfig,
+    plan: &ProjectPlan,
+    storage: &StagesStorage,
+) -> Result<FinishOutcome, Error> {
+    let built = built_by_us(ib, ctx).await?;
+    let final_images: Vec<&str> = {
+        let mut v: Vec<&str> = plan
+            .images
+            .iter()
+            .filter(|u| u.is_final)
+            .map(|u| u.name.as_str())
+            .collect();
+        v.dedup();
+        v
+    };
+    let templates = validate_custom_tags(&ib.spec.custom_tags, &final_images)
+        .map_err(|e| Error::CustomTag(e.to_string()))?;
+    let mut report = BuildReport {
+        runtime: Some(RuntimeInfo {
+            backend: BACKEND_BUILDAH.to_owned(),
+            in_container: true,
+        }),
+        ..BuildReport::default()
+    };
+    let mut custom_tags = BTreeMap::new();
+    let mut names: Vec<&str> = plan.images.iter().map(|u| u.name.as_str()).collect();
+    names.dedup();
+    let mut reused = 0usize;
+    for name in names {
+        let units: Vec<&ImagePlan> = plan.images.iter().filter(|u| u.name == name).collect();
+        let mut records: BTreeMap<String, (ImageRecord, StageDescription)> = BTreeMap::new();
+        for unit in &units {
+            let found = lookup_unit(storage, unit, Freshness::Cached).await?;
+            let stages: Vec<StageDescription> = found.into_iter().flatten().collect();
+            if stages.len() != unit.stages.len() || stages.is_empty() {
+                return Err(Error::Internal(format!(
+                    "image {name:?} ({}): a stage is missing from {} after building",
+                    unit.platform, ib.spec.repo
+                )));
+            }
+            let record = platform_record(unit, plan, &stages, &built);
+            reused += record
+                .stages
+                .iter()
+                .flatten()
+                .filter(|s| !s.rebuilt)
+                .count();
+            records.insert(
+                unit.platform.to_string(),
+                (record, stages.last().cloned().expect("non-empty")),
+            );
+        }
+        let is_final = units.first().is_some_and(|u| u.is_final);
+        let (mut record, stage_id) = if records.len() == 1 {
+            let (record, last) = records.values().next().cloned().expect("one record");
+            (record, last.stage_id.clone())
+        } else {
+            let ids: BTreeMap<String, String> = records
+                .iter()
+                .map(|(p, (_, d))| (p.clone(), d.stage_id.to_string()))
+                .collect();
+            let digest_hex = manifest_list_digest(&ids);
+            let digest = StageDigest::from_str(&digest_hex)
+                .map_err(|e| Error::Internal(format!("manifest list digest: {e}")))?;
+            let lasts: Vec<StageDescription> = records.values().map(|(_, d)| d.clone()).collect();
+            let (list_digest, _warnings) = storage
+                .publish_manifest_list(&digest, &lasts)
+                .await
+                .map_err(|source| Error::Storage {
+                    source: Box::new(source),
+                    operation: format!("pushing the manifest list of image {name:?}"),
+                })?;
+            let stage_id = StageId::multi_platform(digest);
+            let repo = storage.repos().repo.to_string();
+            let mut stages = Vec::new();
+            for (platform, (r, _)) in &records {
+                for mut s in r.stages.clone().unwrap_or_default() {
+                    s.name = format!("{} ({platform})", s.name);
+                    stages.push(s);
+                }
+            }
+            let build_time: f64 = records
+                .values()
+                .map(|(r, _)| r.build_time.parse::<f64>().unwrap_or(0.0))
+                .sum();
+            let record = ImageRecord {
+                werf_image_name: name.to_owned(),
+                config_type: records
+                    .values()
+                    .next()
+                    .map(|(r, _)| r.config_type.clone())
+                    .unwrap_or_default(),
+                docker_repo: repo.clone(),
+                docker_tag: stage_id.tag(),
+                docker_image_id: list_digest.clone(),
+                docker_image_digest: list_digest,
+                docker_image_name: format!("{repo}:{}", stage_id.tag()),
+                target_platform: String::new(),
+                rebuilt: records.values().any(|(r, _)| r.rebuilt),
+                r#final: is_final,
+                size: records.values().map(|(r, _)| r.size).sum(),
+                build_time: seconds(build_time),
+                commit: plan.commit.clone(),
+                stages: Some(stages),
+            };
+            report.images_by_platform.insert(
+                name.to_owned(),
+                records
+                    .iter()
+                    .map(|(p, (r, _))| (p.clone(), r.clone()))
+                    .collect(),
+            );
+            (record, stage_id)
+        };
+        let mut target_repo = storage.repos().repo.clone();
+        if is_final && let Some(final_repo) = storage.repos().final_repo.clone() {
+            storage
+                .copy_to_final(&stage_id)
+                .await
+                .map_err(|source| Error::Storage {
+                    source: Box::new(source),
+                    operation: format!("copying image {name:?} to the final repo"),
+                })?;
+            record.docker_repo = final_repo.to_string();
+            record.docker_image_name = format!("{final_repo}:{}", stage_id.tag());
+            target_repo = final_repo;
+        }
+        if is_final && !templates.is_empty() {
+            let mut tags = Vec::new();
+            for t in &templates {
+                let tag = t.render(name, &stage_id.tag());
+                publish::retag(storage.client(), &target_repo, &stage_id.tag(), &tag)
+                    .await
+                    .map_err(|source| Error::Storage {
+                        source: Box::new(source),
+                        operation: format!("adding custom tag {tag:?} to image {name:?}"),
+                    })?;
+                tags.push(tag);
+            }
+            custom_tags.insert(name.to_owned(), tags);
+        }
+        report.images.insert(name.to_owned(), record);
+    }
+    ctx.metrics.stages("reused", reused as u64);
+    let rebuilt = rebuilt_stage_count(&report);
+    let message = format!(
+        "{} image(s) published at commit {}: {rebuilt} stage(s) built, {reused} reused",
+        report.images.len(),
+        &plan.commit[..12.min(plan.commit.len())]
+    );
+    Ok(FinishOutcome {
+        report,
+        custom_tags,
+        message,
+    })
+}
+
+/// Puts the outcome into `status`: summaries and counts always; the report itself when it
+/// fits, else into an owned ConfigMap `<name>-report` (keys `report.json`, `report.env`).
+///
+/// Errors: writing the ConfigMap failed.
+pub async fn record(
+    ib: &ImageBuild,
+    ctx: &Context,
+    status: &mut ImageBuildStatus,
+    outcome: FinishOutcome,
+) -> Result<(), Error> {
+    let report = outcome.report;
+    let mut summaries = image_summaries(&report);
+    for s in &mut summaries {
+        s.custom_tags = outcome
+            .custom_tags
+            .get(&s.image)
+            .cloned()
+            .unwrap_or_default();
+    }
+    status.images = summaries;
+    status.image_count = Some(i32::try_from(report.images.len()).unwrap_or(i32::MAX));
+    status.rebuilt_stages = Some(i32::try_from(rebuilt_stage_count(&report)).unwrap_or(i32::MAX));
+    if report_fits_in_status(&report) {
+        status.report = Some(report);
+        return Ok(());
+    }
+    let name = format!("{}-report", ib.name_any());
+    let json = report
+        .to_json()
+        .map_err(|e| Error::Internal(format!("rendering the build report: {e}")))?;
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: ib.namespace(),
+            owner_references: Some(vec![
+                crate::pods::owner_reference(ib).map_err(Error::PodBuild)?,
+            ]),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([
+            (REPORT_CONFIGMAP_JSON_KEY.to_owned(), json),
+            (REPORT_CONFIGMAP_ENV_KEY.to_owned(), report.to_env_file()),
+        ])),
+        ..ConfigMap::default()
+    };
+    let maps: Api<ConfigMap> =
+        Api::namespaced(ctx.client.clone(), &ib.namespace().unwrap_or_default());
+    maps.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&cm),
+    )
+    .await?;
+    status.report = None;
+    status.report_config_map = Some(name);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_list_digest_orders_by_platform() {
+        let a = "a".repeat(56) + "-1";
+        let b = "b".repeat(56) + "-2";
+        let by_platform = BTreeMap::from([
+            ("linux/arm64".to_owned(), b.clone()),
+            ("linux/amd64".to_owned(), a.clone()),
+        ]);
+        // amd64 sorts first: SHA3-224("<a>:::<b>"), computed with Python's hashlib.
+        let expected = "ad28f569af4b37e4976ee67ee43959a14da79669901106a480943995";
+        assert_eq!(manifest_list_digest(&by_platform), expected);
+    }
+}

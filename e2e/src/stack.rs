@@ -22,6 +22,10 @@ pub struct StackOptions {
     pub state_dir: Option<PathBuf>,
     /// Image map for the node; `None` = [`default_image_map`].
     pub image_map: Option<ImageMap>,
+    /// Register QEMU for arm64 and push the offline busybox base images (amd64, arm64,
+    /// manifest list) to the registry as `library/busybox` (testkit `base_images`), so
+    /// the registry can stand in as a docker.io mirror for `FROM busybox`.
+    pub base_images: bool,
 }
 
 /// What a user needs to talk to the stack; written as `info.json` by
@@ -46,6 +50,8 @@ pub struct StackInfo {
     pub control_plane_logs: PathBuf,
     /// Process group ids of the control-plane processes.
     pub pids: Vec<(String, u32)>,
+    /// The busybox manifest list in the registry, when base images were pushed.
+    pub base_image: Option<String>,
 }
 
 /// The image map the stack uses: `kiln-builder` (any registry path ending in
@@ -74,6 +80,7 @@ pub struct LocalStack {
     cluster: TestCluster,
     registry: TestRegistry,
     git: GitServer,
+    base_image: Option<String>,
 }
 
 impl std::fmt::Debug for LocalStack {
@@ -91,6 +98,18 @@ impl LocalStack {
     pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
         let registry = TestRegistry::start().context("starting the registry")?;
         let git = GitServer::start().context("starting the git server")?;
+        let base_image = if opts.base_images {
+            let address = registry.address().to_owned();
+            let images = tokio::task::spawn_blocking(move || {
+                kiln_testkit::qemu::ensure_aarch64().context("registering QEMU for arm64")?;
+                kiln_testkit::base_images::push_busybox(&address, "library/busybox")
+                    .context("pushing the busybox base images")
+            })
+            .await??;
+            Some(images.list)
+        } else {
+            None
+        };
         let sub = |n: &str| opts.state_dir.as_ref().map(|d| d.join(n));
         let cluster = TestCluster::start_with(
             ControlPlaneOptions {
@@ -108,6 +127,7 @@ impl LocalStack {
             cluster,
             registry,
             git,
+            base_image,
         })
     }
 
@@ -143,6 +163,7 @@ impl LocalStack {
                 .into_iter()
                 .map(|(n, p)| (n.to_owned(), p))
                 .collect(),
+            base_image: self.base_image.clone(),
         }
     }
 }
@@ -155,7 +176,7 @@ impl StackInfo {
              \n  export KUBECONFIG={kc}\n  \
              kubectl get nodes                      # node {node} (pods run as host processes)\n\
              \n  kube-apiserver  {server}\n  \
-             registry        {registry}  (plain HTTP, no auth)\n  \
+             registry        {registry}  (plain HTTP, no auth){base}\n  \
              git server      {git}/NAME.git  (bare repos in {repos}; `git init --bare` one there, then push)\n  \
              container logs  {clogs}\n  \
              control plane   {cplogs}\n\
@@ -165,6 +186,11 @@ impl StackInfo {
             node = self.node,
             server = self.server,
             registry = self.registry,
+            base = self
+                .base_image
+                .as_ref()
+                .map(|b| format!("; base image {b} (amd64+arm64)"))
+                .unwrap_or_default(),
             git = self.git_url,
             repos = self.git_repos_dir.display(),
             clogs = self.container_logs.display(),

@@ -250,7 +250,6 @@ fn identical_targets_are_planned_once() {
 }
 
 #[test]
-#[ignore = "staged Dockerfile digests are not implemented by the digest module yet"]
 fn staged_stage_shared_by_two_images_is_planned_once() {
     let yaml = SEED_WERF_YAML.replace(
         "configVersion: 1\n",

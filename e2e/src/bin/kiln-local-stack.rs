@@ -35,13 +35,20 @@ enum Cmd {
         /// Seconds to wait for the stack to become ready.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
+        /// Skip QEMU registration and the busybox base images.
+        #[arg(long)]
+        no_base_images: bool,
     },
     /// Stop the stack started by `up`.
     Down,
     /// Print the usage text of a running stack.
     Status,
     /// Run the stack in the foreground until SIGTERM or Ctrl-C (what `up` starts).
-    Run,
+    Run {
+        /// Skip QEMU registration and the busybox base images.
+        #[arg(long)]
+        no_base_images: bool,
+    },
 }
 
 const PID_FILE: &str = "stack.pid";
@@ -55,10 +62,13 @@ fn main() -> anyhow::Result<()> {
         None => kiln_e2e::binaries::cache_dir()?.join("local-stack"),
     };
     match cli.command {
-        Cmd::Up { timeout } => up(&state_dir, Duration::from_secs(timeout)),
+        Cmd::Up {
+            timeout,
+            no_base_images,
+        } => up(&state_dir, Duration::from_secs(timeout), no_base_images),
         Cmd::Down => down(&state_dir),
         Cmd::Status => status(&state_dir),
-        Cmd::Run => run(&state_dir),
+        Cmd::Run { no_base_images } => run(&state_dir, !no_base_images),
     }
 }
 
@@ -76,7 +86,7 @@ fn read_info(state_dir: &Path) -> Option<StackInfo> {
     serde_json::from_slice(&std::fs::read(state_dir.join(INFO_FILE)).ok()?).ok()
 }
 
-fn up(state_dir: &Path, timeout: Duration) -> anyhow::Result<()> {
+fn up(state_dir: &Path, timeout: Duration, no_base_images: bool) -> anyhow::Result<()> {
     if running_pid(state_dir).is_some()
         && let Some(info) = read_info(state_dir)
     {
@@ -95,6 +105,7 @@ fn up(state_dir: &Path, timeout: Duration) -> anyhow::Result<()> {
     cmd.arg("--state-dir")
         .arg(state_dir)
         .arg("run")
+        .args(no_base_images.then_some("--no-base-images"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -165,7 +176,7 @@ fn status(state_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(state_dir: &Path) -> anyhow::Result<()> {
+fn run(state_dir: &Path, base_images: bool) -> anyhow::Result<()> {
     kiln_e2e::init_test_logging();
     std::fs::create_dir_all(state_dir)?;
     std::fs::write(state_dir.join(PID_FILE), std::process::id().to_string())?;
@@ -174,6 +185,7 @@ fn run(state_dir: &Path) -> anyhow::Result<()> {
         let stack = LocalStack::start(StackOptions {
             state_dir: Some(state_dir.to_owned()),
             image_map: None,
+            base_images,
         })
         .await?;
         let info = stack.info();

@@ -234,3 +234,45 @@ async fn owned_pod_is_garbage_collected_with_its_owner() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn image_map_supplies_the_entrypoint_of_a_command_less_container() {
+    kiln_e2e::init_test_logging();
+    let cluster = TestCluster::start_with(
+        kiln_e2e::ControlPlaneOptions::default(),
+        kiln_e2e::NodeEmulatorConfig {
+            image_map: kiln_e2e::ImageMap::new().with("registry.local/tools/echo", "/bin/echo"),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let client = cluster.client();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "mapped"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "registry.local/tools/echo:v2", "args": ["mapped", "$(WHO)"],
+                            "env": [{"name": "WHO", "value": "entrypoint"}]}]
+        }
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    let done = wait_for_pod_completion(&client, "default", "mapped", TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status.as_ref().unwrap().phase.as_deref(),
+        Some("Succeeded")
+    );
+    let log = std::fs::read_to_string(
+        cluster
+            .node()
+            .container_log_path("default", "mapped", "main"),
+    )
+    .unwrap();
+    assert_eq!(log, "mapped entrypoint\n");
+}

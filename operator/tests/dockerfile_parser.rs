@@ -293,3 +293,23 @@ fn onbuild_and_healthcheck() {
     );
     assert_eq!(ins(&df, 0, 2).args, Args::Healthcheck(None));
 }
+
+#[test]
+fn context_sources_of_the_target_chain() {
+    let df = parse(
+        "FROM a AS deps\nCOPY go.mod go.sum ./\nFROM a AS unused\nCOPY unused.txt /\nFROM deps\nCOPY --from=deps /x /x\nADD src/ /src\nCOPY <<EOF /etc/conf\nk=v\nEOF\n",
+    );
+    let got: Vec<(usize, Vec<&str>)> = df
+        .context_sources(2)
+        .into_iter()
+        .map(|(ins, s)| (ins.line, s))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, vec!["go.mod", "go.sum"]),
+            (7, vec!["src/"]),
+            (8, vec![])
+        ]
+    );
+}

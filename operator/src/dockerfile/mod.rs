@@ -454,6 +454,39 @@ impl Dockerfile {
         out
     }
 
+    /// The `COPY`/`ADD` instructions that read the build context in stage `index` and the
+    /// stages it needs (`COPY --from` excluded), in stage then line order, with their source
+    /// paths as written (unexpanded; heredoc sources excluded).
+    pub fn context_sources(&self, index: usize) -> Vec<(&Instruction, Vec<&str>)> {
+        let mut stages: Vec<usize> = self.stage_dependencies(index).into_iter().collect();
+        stages.push(index);
+        stages.sort_unstable();
+        let mut out = Vec::new();
+        for i in stages {
+            for ins in &self.stages[i].instructions {
+                let (Args::Copy(c) | Args::Add(c)) = &ins.args else {
+                    continue;
+                };
+                if c.from.is_some() {
+                    continue;
+                }
+                let sources = c
+                    .sources
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|s| {
+                        ins.heredocs.is_empty()
+                            || !s
+                                .trim_start_matches(|c: char| c.is_ascii_digit())
+                                .starts_with("<<")
+                    })
+                    .collect();
+                out.push((ins, sources));
+            }
+        }
+        out
+    }
+
     /// Indices of the stages stage `index` needs (FROM <stage>, COPY --from=<stage|index>,
     /// RUN --mount=...,from=<stage|index>), transitively, not including `index` itself.
     pub fn stage_dependencies(&self, index: usize) -> BTreeSet<usize> {

@@ -22,7 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 mod env_file;
-mod go_json;
+pub mod go_json;
 mod load;
 
 pub use env_file::{image_env_prefix, image_name_env_var};

@@ -29,6 +29,41 @@ impl GoIndentFormatter {
     }
 }
 
+/// Writes a JSON string fragment (already escaped by serde_json for quotes, backslashes and
+/// control characters) with the extra escapes Go's `encoding/json` applies by default:
+/// `<` `>` `&` as `\u003c` `\u003e` `\u0026` and U+2028/U+2029 as `\u2028`/`\u2029`.
+pub fn write_go_escaped<W: ?Sized + Write>(writer: &mut W, fragment: &str) -> io::Result<()> {
+    let mut start = 0;
+    for (i, c) in fragment.char_indices() {
+        let escaped = match c {
+            '<' => "\\u003c",
+            '>' => "\\u003e",
+            '&' => "\\u0026",
+            '\u{2028}' => "\\u2028",
+            '\u{2029}' => "\\u2029",
+            _ => continue,
+        };
+        writer.write_all(&fragment.as_bytes()[start..i])?;
+        writer.write_all(escaped.as_bytes())?;
+        start = i + c.len_utf8();
+    }
+    writer.write_all(&fragment.as_bytes()[start..])
+}
+
+/// A serde_json formatter producing Go `json.Marshal` output: compact, with Go's string
+/// escaping ([`write_go_escaped`]). lockgate's lease records are written this way.
+pub struct GoCompactFormatter;
+
+impl Formatter for GoCompactFormatter {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        write_go_escaped(writer, fragment)
+    }
+}
+
 /// Go's `strconv.FormatFloat(f, fmt, -1, 64)` as `encoding/json` picks `fmt`.
 ///
 /// Both Go and Rust print the shortest digit string that reads back to the same
@@ -78,21 +113,7 @@ impl Formatter for GoIndentFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            let escaped = match c {
-                '<' => "\\u003c",
-                '>' => "\\u003e",
-                '&' => "\\u0026",
-                '\u{2028}' => "\\u2028",
-                '\u{2029}' => "\\u2029",
-                _ => continue,
-            };
-            writer.write_all(&fragment.as_bytes()[start..i])?;
-            writer.write_all(escaped.as_bytes())?;
-            start = i + c.len_utf8();
-        }
-        writer.write_all(&fragment.as_bytes()[start..])
+        write_go_escaped(writer, fragment)
     }
 
     // Layout: delegate to serde_json's pretty printer.

@@ -9,8 +9,7 @@
 //! Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029 as `\u003c`-style sequences;
 //! [`LeaseRecord::to_json`] does the same, so the bytes match even for unusual lock names.
 
-use std::io;
-
+use kiln_crds::report::go_json::GoCompactFormatter;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
@@ -143,39 +142,11 @@ impl LeaseRecord {
     /// string escaping.
     pub fn to_json(&self) -> String {
         let mut out = Vec::with_capacity(256);
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, GoJsonFormatter);
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, GoCompactFormatter);
         self.serialize(&mut ser).expect(
             "a lease record of strings, integers, booleans and JSON values always serializes",
         );
         String::from_utf8(out).expect("serde_json writes UTF-8")
-    }
-}
-
-/// Compact JSON formatter that additionally escapes the characters Go's `encoding/json`
-/// escapes by default (HTML-safe output): `<` `>` `&` U+2028 U+2029.
-struct GoJsonFormatter;
-
-impl serde_json::ser::Formatter for GoJsonFormatter {
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            let escape = match c {
-                '<' => "\\u003c",
-                '>' => "\\u003e",
-                '&' => "\\u0026",
-                '\u{2028}' => "\\u2028",
-                '\u{2029}' => "\\u2029",
-                _ => continue,
-            };
-            writer.write_all(&fragment.as_bytes()[start..i])?;
-            writer.write_all(escape.as_bytes())?;
-            start = i + c.len_utf8();
-        }
-        writer.write_all(&fragment.as_bytes()[start..])
     }
 }
 

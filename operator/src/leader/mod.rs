@@ -339,7 +339,7 @@ impl Elector {
                             info!(
                                 lease = %self.lease_ref(),
                                 identity = %self.config.identity,
-                                previous = took_over_from.as_deref().unwrap_or(""),
+                                previous = %took_over_from.as_deref().unwrap_or(""),
                                 transitions,
                                 "acquired the lease: leading"
                             );
@@ -350,7 +350,7 @@ impl Elector {
                                 info!(
                                     lease = %self.lease_ref(),
                                     identity = %self.config.identity,
-                                    holder = holder.as_deref().unwrap_or(""),
+                                    holder = %holder.as_deref().unwrap_or(""),
                                     "standby: another replica holds the lease"
                                 );
                                 last_holder = Some(holder);

@@ -65,9 +65,7 @@ impl InProcessOperator {
         let namespaces: Vec<String> = namespaces.iter().map(|n| (*n).to_owned()).collect();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
-            controller::run(ctx, &namespaces, Arc::new(Readiness::default()), stop_rx)
-                .await
-                .map_err(anyhow::Error::from)
+            controller::run(ctx, &namespaces, Arc::new(Readiness::default()), stop_rx).await
         });
         Self {
             stop,

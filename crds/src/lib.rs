@@ -23,7 +23,7 @@ pub mod status;
 pub mod validate;
 
 pub use conditions::{ConditionStatus, Reason};
-pub use imagebuild::{ImageBuild, ImageBuildSpec, ImageBuildStatus, Phase};
+pub use imagebuild::{BuilderPodRef, ImageBuild, ImageBuildSpec, ImageBuildStatus, Phase};
 pub use validate::{ConfigSource, SpecError, SpecErrors};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -6,6 +6,7 @@
 pub mod binaries;
 pub mod cluster;
 pub mod control_plane;
+pub mod harness;
 pub mod node_emulator;
 pub mod pki;
 pub mod process;

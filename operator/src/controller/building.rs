@@ -21,11 +21,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kiln_crds::ImageBuild;
 use kiln_crds::job::{
     BuildJob, BuildResult, JOB_API_VERSION, NetworkMode, ParentRef, Source, SourceAuth, StageBuild,
     StageJob,
 };
+use kiln_crds::{BuilderPodRef, ImageBuild};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 
@@ -33,7 +33,7 @@ use super::{Context, Error};
 use crate::config::{ImageKind, WerfConfig};
 use crate::lock::{LeaseGuard, StageLocks, TryAcquire};
 use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan};
-use crate::pods::names::{ANNOTATION_REPO, stage_label};
+use crate::pods::names::{ANNOTATION_IMAGE, ANNOTATION_PLATFORM, ANNOTATION_REPO, stage_label};
 use crate::pods::{self, BuilderPodRequest, PodOutcome, builder_pod_name, pod_outcome};
 use crate::storage::{
     DockerConfig, Freshness, OldestCreationTs, RegistryClient, RegistryClientConfig, RepoRef,
@@ -343,6 +343,18 @@ pub struct SetProgress {
     pub set: usize,
     /// Human-readable notes: what runs, what waits.
     pub notes: Vec<String>,
+    /// Every builder pod of this build seen or created in this pass (for the status).
+    pub pods: Vec<BuilderPodRef>,
+}
+
+/// The status record of one of our builder pods, from its annotations.
+fn pod_ref(pod: &Pod) -> BuilderPodRef {
+    let annotation = |key: &str| pod.annotations().get(key).cloned().unwrap_or_default();
+    BuilderPodRef {
+        name: pod.name_any(),
+        image: annotation(ANNOTATION_IMAGE),
+        platform: annotation(ANNOTATION_PLATFORM),
+    }
 }
 
 /// One pass over the plan: returns when a set is incomplete (after starting what may
@@ -368,10 +380,12 @@ pub async fn advance(
         .collect();
     let limit = ib.spec.effective_parallel_limit();
     let mut locks: Option<StageLocks> = None;
+    let mut pods_seen: Vec<BuilderPodRef> = ours.values().map(pod_ref).collect();
     for (set_index, set) in plan.sets.sets.iter().enumerate() {
         let mut progress = SetProgress {
             set: set_index,
             notes: Vec::new(),
+            pods: Vec::new(),
         };
         let mut running = 0usize;
         let mut complete = true;
@@ -489,6 +503,7 @@ pub async fn advance(
             create_or_adopt(pods_api.create(&PostParams::default(), &pod).await)?;
             ctx.metrics.stages("built", missing_digests.len() as u64);
             ctx.hold_leases(&pod_name, guards).await;
+            pods_seen.push(pod_ref(&pod));
             running += 1;
             tracing::info!(imagebuild = %ib.name_any(), pod = %pod_name, image = %unit.name, %platform, stages = missing_digests.len(), "builder pod created");
             progress
@@ -496,12 +511,14 @@ pub async fn advance(
                 .push(format!("building {} ({platform})", unit.name));
         }
         if !complete {
+            progress.pods = pods_seen;
             return Ok(progress);
         }
     }
     Ok(SetProgress {
         set: plan.sets.sets.len(),
         notes: Vec::new(),
+        pods: pods_seen,
     })
 }
 

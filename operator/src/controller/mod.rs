@@ -264,7 +264,7 @@ async fn building_step(
         } else {
             Reason::Building
         };
-        let next = status::transition(
+        let mut next = status::transition(
             current,
             Phase::Building,
             reason,
@@ -272,6 +272,7 @@ async fn building_step(
             ib.metadata.generation,
             now(),
         );
+        status::record_builder_pods(&mut next, &progress.pods);
         write_status(ib, ctx, &next).await?;
         let requeue = time_left(ib, current, Timestamp::now())
             .map_or(building::POLL, |left| left.min(building::POLL));
@@ -285,6 +286,7 @@ async fn building_step(
         ib.metadata.generation,
         now(),
     );
+    status::record_builder_pods(&mut next, &progress.pods);
     finish::record(ib, ctx, &mut next, outcome).await?;
     delete_children(ib, ctx).await?;
     write_status(ib, ctx, &next).await?;

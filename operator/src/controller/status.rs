@@ -6,7 +6,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kiln_crds::conditions::{SUCCEEDED, new_condition, set_condition};
-use kiln_crds::{ImageBuildStatus, Phase, Reason};
+use kiln_crds::{BuilderPodRef, ImageBuildStatus, Phase, Reason};
 
 /// Longest condition message written (the apiserver allows 32 KiB; a log tail fits well
 /// under this and the status stays small).
@@ -72,6 +72,17 @@ pub fn finished(
     transition(current, phase, reason, message, generation, now)
 }
 
+/// Adds builder pods to `status.builderPods` (kept by name, sorted by name): the record
+/// of every pod the build ran, which stays after the pods themselves are deleted.
+pub fn record_builder_pods(status: &mut ImageBuildStatus, pods: &[BuilderPodRef]) {
+    for pod in pods {
+        if !status.builder_pods.iter().any(|p| p.name == pod.name) {
+            status.builder_pods.push(pod.clone());
+        }
+    }
+    status.builder_pods.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +90,25 @@ mod tests {
 
     fn t(s: i64) -> Time {
         Time(Timestamp::from_second(s).unwrap())
+    }
+
+    #[test]
+    fn builder_pods_accumulate_by_name() {
+        let pod = |name: &str, platform: &str| BuilderPodRef {
+            name: name.into(),
+            image: "backend".into(),
+            platform: platform.into(),
+        };
+        let mut status = ImageBuildStatus::default();
+        record_builder_pods(&mut status, &[pod("b", "linux/arm64")]);
+        record_builder_pods(
+            &mut status,
+            &[pod("b", "linux/arm64"), pod("a", "linux/amd64")],
+        );
+        assert_eq!(
+            status.builder_pods,
+            vec![pod("a", "linux/amd64"), pod("b", "linux/arm64")]
+        );
     }
 
     #[test]

@@ -1,0 +1,167 @@
+//! What the controller's end-to-end tests and the demo share: the ImageBuild CRD installed
+//! and served, the operator running in-process on the caller's runtime, waiting for a
+//! build to finish, and the sample project (`examples/shop`) with its ImageBuild.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kiln_crds::ImageBuild;
+use kiln_operator::controller::{self, Context, Settings};
+use kiln_operator::metrics::{Metrics, Readiness};
+use kiln_operator::mirror::SourceCache;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+
+/// Installs the ImageBuild CRD (an existing one is kept) and waits until the API serves it.
+///
+/// Errors: the apiserver refuses the CRD or does not serve it within 60 s.
+pub async fn install_crd(client: &kube::Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    match crds.create(&PostParams::default(), &kiln_crds::crd()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e).context("creating the ImageBuild CRD"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let builds: Api<ImageBuild> = Api::all(client.clone());
+    while builds.list(&ListParams::default().limit(1)).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("the ImageBuild CRD is not served after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// `kiln-operator run`'s controller on the current tokio runtime, watching some
+/// namespaces; stopped (running reconciles finish) by [`InProcessOperator::stop`] or
+/// aborted on drop.
+pub struct InProcessOperator {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The operator's metrics (reconciles, stage cache hits, builds).
+    pub metrics: Arc<Metrics>,
+}
+
+impl InProcessOperator {
+    /// Starts the controller with `settings`, a git source cache in `cache_dir`, watching
+    /// `namespaces`.
+    pub fn start(
+        client: kube::Client,
+        settings: Settings,
+        cache_dir: &Path,
+        namespaces: &[&str],
+    ) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let ctx = Arc::new(Context::new(
+            client,
+            metrics.clone(),
+            Arc::new(SourceCache::new(cache_dir.to_owned())),
+            settings,
+        ));
+        let namespaces: Vec<String> = namespaces.iter().map(|n| (*n).to_owned()).collect();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            controller::run(ctx, &namespaces, Arc::new(Readiness::default()), stop_rx).await
+        });
+        Self {
+            stop,
+            task: Some(task),
+            metrics,
+        }
+    }
+
+    /// Stops the controller and waits for it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.await.context("operator task panicked")??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for InProcessOperator {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Waits until ImageBuild `name` reaches a finished phase (Succeeded, Failed, Cancelled)
+/// and returns it.
+///
+/// Errors: the API fails, or `timeout` passes (the error shows the last status).
+pub async fn wait_finished(
+    api: &Api<ImageBuild>,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<ImageBuild> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ib = api.get_opt(name).await?;
+        if let Some(ib) = &ib
+            && ib.status.as_ref().is_some_and(|s| s.phase.is_finished())
+        {
+            return Ok(ib.clone());
+        }
+        if Instant::now() > deadline {
+            let status = ib
+                .and_then(|ib| ib.status)
+                .map(|s| serde_json::to_string(&s).unwrap_or_default());
+            bail!("ImageBuild {name} did not finish within {timeout:?}; status: {status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The sample project's directory in the repository (`examples/shop`).
+pub fn sample_project_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/shop")
+}
+
+/// Every file of the sample project as (relative path, contents), sorted by path.
+///
+/// Errors: the directory cannot be read.
+pub fn sample_project_files() -> anyhow::Result<Vec<(String, String)>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> anyhow::Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {dir:?}"))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else {
+                let rel = path.strip_prefix(root)?.to_string_lossy().into_owned();
+                out.push((rel, std::fs::read_to_string(&path)?));
+            }
+        }
+        Ok(())
+    }
+    let root = sample_project_dir();
+    let mut files = Vec::new();
+    walk(&root, &root, &mut files)?;
+    files.sort();
+    Ok(files)
+}
+
+/// The sample ImageBuild: every image of the project at `revision` of `git_url`, for
+/// linux/amd64 and linux/arm64, stages in `REGISTRY/shop`, docker.io images through the
+/// registry as a mirror (it serves `library/busybox`), custom tag `%image%-latest`.
+pub fn sample_image_build(name: &str, git_url: &str, revision: &str, registry: &str) -> ImageBuild {
+    serde_json::from_value(json!({
+        "apiVersion": "kiln.dev/v1alpha1",
+        "kind": "ImageBuild",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"git": {"url": git_url, "revision": revision}},
+            "repo": format!("{registry}/shop"),
+            "platforms": ["linux/amd64", "linux/arm64"],
+            "customTags": ["%image%-latest"],
+            "registryMirrors": [format!("http://{registry}")],
+        }
+    }))
+    .expect("the sample ImageBuild is valid")
+}

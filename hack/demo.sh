@@ -7,6 +7,7 @@
 # Needs: hack/setup.sh done once (control plane, buildah, qemu binfmt), kubectl, jq.
 # Stops the operator on exit; the stack stays up (`target/debug/kiln-local-stack down`).
 set -euo pipefail
+export PATH="${KILN_CACHE_DIR:-$HOME/.cache/kiln}/bin:$PATH"
 cd "$(dirname "$0")/.."
 
 cargo build -q -p kiln-operator -p kiln-builder -p kiln-e2e --bins

@@ -44,8 +44,6 @@ pub struct InProcessOperator {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// The operator's metrics (reconciles, stage cache hits, builds).
     pub metrics: Arc<Metrics>,
-    /// Set once the controller's ImageBuild API answers (what `/readyz` reports).
-    pub readiness: Arc<Readiness>,
 }
 
 impl InProcessOperator {
@@ -66,16 +64,13 @@ impl InProcessOperator {
         ));
         let namespaces: Vec<String> = namespaces.iter().map(|n| (*n).to_owned()).collect();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let readiness = Arc::new(Readiness::default());
-        let task = tokio::spawn({
-            let readiness = readiness.clone();
-            async move { controller::run(ctx, &namespaces, readiness, stop_rx).await }
+        let task = tokio::spawn(async move {
+            controller::run(ctx, &namespaces, Arc::new(Readiness::default()), stop_rx).await
         });
         Self {
             stop,
             task: Some(task),
             metrics,
-            readiness,
         }
     }
 

@@ -147,7 +147,6 @@ async fn bad_input_fails_with_a_named_cause_and_no_pods() {
         .clone();
     assert_eq!(cond.reason, "SourceUnavailable");
 
-    assert!(operator.readiness.get());
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     assert!(
         pods.list(&ListParams::default())

@@ -59,6 +59,7 @@ fn default_values_give_the_operator_its_run_flags() {
             "--builder-memory=2Gi",
             "--metrics-address=0.0.0.0:8080",
             "--log-format=json",
+            "--leader-election-namespace=kiln-system",
         ]
     );
     let pod = d.spec.unwrap().template.spec.unwrap();
@@ -127,6 +128,7 @@ fn values_become_flags() {
             "--builder-unprivileged",
             "--metrics-address=0.0.0.0:8080",
             "--log-format=text",
+            "--leader-election-namespace=ops",
         ]
     );
     // Watching two namespaces: one RoleBinding in each, no ClusterRoleBinding.
@@ -158,12 +160,60 @@ fn values_become_flags() {
     );
 }
 
+fn strategy(d: &Deployment) -> (String, Option<String>, Option<String>) {
+    let s = d.spec.as_ref().unwrap().strategy.clone().unwrap();
+    let rolling = s.rolling_update.unwrap_or_default();
+    let text = |v: Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>| {
+        v.map(|v| match v {
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => i.to_string(),
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s,
+        })
+    };
+    (
+        s.type_.unwrap(),
+        text(rolling.max_surge),
+        text(rolling.max_unavailable),
+    )
+}
+
 #[test]
-fn two_replicas_are_refused_until_the_operator_has_leader_election() {
-    let err = helm_template("kiln-system", &["--set", "operator.replicas=2"]).unwrap_err();
+fn two_replicas_elect_a_leader_and_roll_with_a_standby_first() {
+    let d = deployment(&helm_template("kiln-system", &["--set", "operator.replicas=2"]).unwrap());
+    assert_eq!(d.spec.as_ref().unwrap().replicas, Some(2));
+    assert!(operator_args(&d).contains(&"--leader-election-namespace=kiln-system".to_owned()));
+    // The new pod becomes a ready standby before the old one stops.
+    assert_eq!(
+        strategy(&d),
+        ("RollingUpdate".into(), Some("1".into()), Some("0".into()))
+    );
+}
+
+#[test]
+fn without_leader_election_one_replica_recreated() {
+    let yaml = helm_template("kiln-system", &["--set", "leaderElection.enabled=false"]).unwrap();
+    let d = deployment(&yaml);
+    assert!(operator_args(&d).contains(&"--leader-elect=false".to_owned()));
+    assert!(
+        !operator_args(&d)
+            .iter()
+            .any(|a| a.starts_with("--leader-election-namespace"))
+    );
+    assert_eq!(strategy(&d).0, "Recreate");
+    // No Lease RBAC either.
+    assert!(!yaml.contains("leader-election"), "{yaml}");
+    let err = helm_template(
+        "kiln-system",
+        &[
+            "--set",
+            "operator.replicas=2",
+            "--set",
+            "leaderElection.enabled=false",
+        ],
+    )
+    .unwrap_err();
     assert!(
         err.to_string()
-            .contains("operator.replicas > 1 needs leader election"),
+            .contains("operator.replicas > 1 needs leaderElection.enabled=true"),
         "{err}"
     );
 }

@@ -186,5 +186,7 @@ async fn the_installed_operator_starts_with_the_charts_args_and_rbac() -> anyhow
     assert!(operator.0.try_wait()?.is_none(), "kiln-operator exited");
     let text = std::fs::read_to_string(&log)?;
     assert!(!text.contains("forbidden"), "{text}");
+    // The chart's Lease RBAC let it take the leader election Lease.
+    assert!(text.contains("acquired the lease: leading"), "{text}");
     Ok(())
 }

@@ -2,6 +2,14 @@
 //! `/metrics`, `/healthz` and `/readyz`; logs with `tracing` (text or JSON); stops gracefully
 //! on SIGTERM or Ctrl-C (running reconciles finish, then the process exits).
 //!
+//! With leader election (the default, see [`kiln_operator::leader`]) only the replica
+//! holding the Lease runs the controller; the others stand by. `/readyz` is 200 for a
+//! standby too, once it has read the Lease: readiness means "connected", so that rolling
+//! updates of a Deployment with several replicas proceed. A holder that loses the Lease
+//! stops reconciling at once and exits with status 1 (Kubernetes restarts it as a
+//! standby); on SIGTERM the holder finishes running reconciles, then releases the Lease
+//! so a standby takes over within its retry period instead of the lease duration.
+//!
 //! The Kubernetes connection comes from the usual places: in-cluster service account, else
 //! `KUBECONFIG` / `~/.kube/config`.
 
@@ -10,11 +18,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kiln_operator::controller::{self, Context, Settings};
+use kiln_operator::leader::{self, Elector, LeaseConfig};
 use kiln_operator::metrics::{self, Metrics, Readiness};
 use kiln_operator::mirror::SourceCache;
 use kiln_operator::pods::BuilderDefaults;
@@ -97,6 +107,37 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "KILN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Elect a leader through a coordination.k8s.io Lease: only the holder reconciles, so
+    /// several replicas can run. `--leader-elect=false` for a single replica without a
+    /// Lease (and without RBAC on Leases).
+    #[arg(
+        long,
+        env = "KILN_LEADER_ELECT",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader election Lease. Default: `$POD_NAMESPACE` (the operator's
+    /// own namespace in a pod), else the lock namespace.
+    #[arg(long, env = "KILN_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// Name of the leader election Lease.
+    #[arg(long, env = "KILN_LEADER_ELECTION_LEASE_NAME", default_value = leader::DEFAULT_LEASE_NAME)]
+    pub leader_election_lease_name: String,
+
+    /// Seconds a holder's claim lasts after its last renewal; a standby takes over this
+    /// long after a holder died.
+    #[arg(long, env = "KILN_LEADER_ELECTION_LEASE_DURATION", default_value_t = leader::DEFAULT_LEASE_DURATION.as_secs())]
+    pub leader_election_lease_duration: u64,
+
+    /// Seconds between a holder's renewals (less than two thirds of the lease duration).
+    #[arg(long, env = "KILN_LEADER_ELECTION_RENEW_INTERVAL", default_value_t = leader::DEFAULT_RENEW_INTERVAL.as_secs())]
+    pub leader_election_renew_interval: u64,
 }
 
 /// `KEY=VALUE` → (KEY, VALUE).
@@ -164,11 +205,47 @@ impl Args {
     }
 }
 
+impl Args {
+    /// The leader election Lease these flags describe, `None` with `--leader-elect=false`.
+    /// `pod_name` and `pod_namespace` are `$POD_NAME` and `$POD_NAMESPACE`.
+    ///
+    /// Errors: invalid timing ([`leader::ConfigError`]).
+    pub fn lease_config(
+        &self,
+        pod_name: Option<&str>,
+        pod_namespace: Option<&str>,
+    ) -> anyhow::Result<Option<LeaseConfig>> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let namespace = self
+            .leader_election_namespace
+            .as_deref()
+            .or(pod_namespace.filter(|n| !n.is_empty()))
+            .unwrap_or(&self.lock_namespace);
+        let host = leader::host_name();
+        let base = pod_name.filter(|n| !n.is_empty()).or(host.as_deref());
+        let config = LeaseConfig {
+            lease_duration: Duration::from_secs(self.leader_election_lease_duration),
+            renew_interval: Duration::from_secs(self.leader_election_renew_interval),
+            ..LeaseConfig::new(
+                namespace,
+                &self.leader_election_lease_name,
+                leader::identity(base),
+            )
+        };
+        config.validate()?;
+        Ok(Some(config))
+    }
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only on a terminal, not in log files and collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = match format {
@@ -203,7 +280,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(operate(args))?;
+    let result = runtime.block_on(operate(args));
+    // After a lost leadership, blocking work (a git fetch) must not keep the process
+    // alive: its reconcile is gone already.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -213,6 +294,10 @@ async fn operate(args: Args) -> anyhow::Result<()> {
         lock_namespace: args.lock_namespace.clone(),
         insecure_registries: args.insecure_registries.clone(),
     };
+    let lease = args.lease_config(
+        std::env::var("POD_NAME").ok().as_deref(),
+        std::env::var("POD_NAMESPACE").ok().as_deref(),
+    )?;
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
@@ -240,17 +325,75 @@ async fn operate(args: Args) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
     let ctx = Arc::new(Context::new(
-        client,
+        client.clone(),
         metrics,
         Arc::new(SourceCache::new(&args.cache_dir)),
         settings,
     ));
-    let result = controller::run(ctx, &args.namespaces, readiness, stop_rx).await;
+    let result = match lease {
+        None => controller::run(ctx, &args.namespaces, readiness, stop_rx).await,
+        Some(lease) => {
+            let elector = Arc::new(Elector::new(client, lease));
+            lead(elector, ctx, &args.namespaces, readiness, stop_rx).await
+        }
+    };
     // Whatever ended the controller (shutdown or an error), stop serving too.
     server.abort();
     result?;
     tracing::info!("kiln-operator stopped");
     Ok(())
+}
+
+/// Runs the controller only while holding the Lease: stands by until it is acquired
+/// (ready once the Lease was read), then runs the controller with the Lease renewed in a
+/// task of its own (so a busy controller cannot delay renewals). The controller ending
+/// (shutdown or error) releases the Lease; losing the Lease drops the controller at once
+/// and is an error, so the process exits non-zero.
+async fn lead(
+    elector: Arc<Elector>,
+    ctx: Arc<Context>,
+    namespaces: &[String],
+    readiness: Arc<Readiness>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let config = elector.config();
+    tracing::info!(
+        lease = %elector.lease_ref(),
+        identity = %config.identity,
+        lease_duration = ?config.lease_duration,
+        renew_interval = ?config.renew_interval,
+        "leader election: waiting for the lease"
+    );
+    let mut shutdown = stop_rx.clone();
+    let ready = readiness.clone();
+    let Some(renewed) = elector
+        .acquire(&mut shutdown, move || ready.set(true))
+        .await
+    else {
+        tracing::info!("shutdown requested while standby");
+        return Ok(());
+    };
+    let mut keeper = tokio::spawn({
+        let elector = elector.clone();
+        async move { elector.keep(renewed).await }
+    });
+    tokio::select! {
+        result = controller::run(ctx, namespaces, readiness, stop_rx) => {
+            keeper.abort();
+            let _ = (&mut keeper).await;
+            if let Err(e) = elector.release().await {
+                tracing::warn!(error = %e, "releasing the lease failed; it expires on its own");
+            }
+            result
+        }
+        lost = &mut keeper => {
+            let lost = lost.context("the lease renewal task failed")?;
+            tracing::error!(error = %lost, "stopping at once: the new leader alone reconciles");
+            Err(anyhow::Error::new(lost).context(
+                "leader election: exiting so that Kubernetes restarts this replica as a standby",
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -311,5 +454,81 @@ mod tests {
         ]);
         let err = t.args.builder_defaults().unwrap_err().to_string();
         assert_eq!(err, "--builder-node-selector \"pool\": expected KEY=VALUE");
+    }
+
+    #[test]
+    fn leader_election_is_on_by_default_in_the_pods_namespace() {
+        let t = T::parse_from(["x", "--builder-image", "b"]);
+        let c = t
+            .args
+            .lease_config(Some("kiln-operator-5c7-abcde"), Some("kiln-system"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.namespace, "kiln-system");
+        assert_eq!(c.name, "kiln-operator");
+        assert!(
+            c.identity.starts_with("kiln-operator-5c7-abcde_"),
+            "{}",
+            c.identity
+        );
+        assert_eq!(c.lease_duration, Duration::from_secs(15));
+        assert_eq!(c.renew_interval, Duration::from_secs(5));
+        // Outside a pod: the lock namespace.
+        let c = t.args.lease_config(None, None).unwrap().unwrap();
+        assert_eq!(c.namespace, "kiln-system");
+        let t = T::parse_from(["x", "--builder-image", "b", "--lock-namespace", "locks"]);
+        let c = t.args.lease_config(None, Some("")).unwrap().unwrap();
+        assert_eq!(c.namespace, "locks");
+    }
+
+    #[test]
+    fn leader_election_flags() {
+        let t = T::parse_from([
+            "x",
+            "--builder-image",
+            "b",
+            "--leader-election-namespace",
+            "ops",
+            "--leader-election-lease-name",
+            "kiln-a",
+            "--leader-election-lease-duration",
+            "30",
+            "--leader-election-renew-interval",
+            "10",
+        ]);
+        let c = t
+            .args
+            .lease_config(None, Some("kiln-system"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.namespace.as_str(), c.name.as_str()), ("ops", "kiln-a"));
+        assert_eq!(c.renew_deadline(), Duration::from_secs(20));
+        for off in [
+            &["--leader-elect=false"][..],
+            &["--leader-elect", "false"][..],
+        ] {
+            let mut argv = vec!["x", "--builder-image", "b"];
+            argv.extend_from_slice(off);
+            let t = T::parse_from(argv);
+            assert_eq!(t.args.lease_config(None, None).unwrap(), None);
+        }
+        let t = T::parse_from(["x", "--builder-image", "b", "--leader-elect"]);
+        assert!(t.args.leader_elect);
+    }
+
+    #[test]
+    fn a_renew_interval_past_the_deadline_is_refused() {
+        let t = T::parse_from([
+            "x",
+            "--builder-image",
+            "b",
+            "--leader-election-renew-interval",
+            "10",
+        ]);
+        let err = t.args.lease_config(None, None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "leader election: the renew interval 10s must be shorter than two thirds of the lease duration 15s (the renew deadline)"
+        );
     }
 }

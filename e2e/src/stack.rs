@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kiln_testkit::git_server::GitServer;
-use kiln_testkit::registry::TestRegistry;
+use kiln_testkit::registry::{RegistryOptions, TestRegistry};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::TestCluster;
@@ -26,6 +26,9 @@ pub struct StackOptions {
     /// manifest list) to the registry as `library/busybox` (testkit `base_images`), so
     /// the registry can stand in as a docker.io mirror for `FROM busybox`.
     pub base_images: bool,
+    /// Start the registry with its access log on, so [`TestRegistry::requests`] lists
+    /// every request it served (benchmarks count them).
+    pub registry_access_log: bool,
 }
 
 /// What a user needs to talk to the stack; written as `info.json` by
@@ -96,7 +99,11 @@ impl std::fmt::Debug for LocalStack {
 impl LocalStack {
     /// Starts registry, git server, control plane and node.
     pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
-        let registry = TestRegistry::start().context("starting the registry")?;
+        let registry = TestRegistry::start_with(RegistryOptions {
+            access_log: opts.registry_access_log,
+            ..RegistryOptions::default()
+        })
+        .context("starting the registry")?;
         let git = GitServer::start().context("starting the git server")?;
         let base_image = if opts.base_images {
             let address = registry.address().to_owned();

@@ -1,19 +1,18 @@
 //! The controller against a real kube-apiserver: bad input ends in a Failed condition that
 //! names the cause, leaves no builder pod, and deleting the ImageBuild passes through the
-//! finalizer. The operator runs in-process on the test's runtime (`controller::run`).
+//! finalizer. The operator runs in-process on the test's runtime (the harness's
+//! [`InProcessOperator`]). Failures on the building path (git credentials, registry auth, a
+//! failing RUN) are in `controller_build_failures.rs`.
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kiln_crds::ImageBuild;
 use kiln_e2e::TestCluster;
-use kiln_operator::controller::{self, Context, Settings};
-use kiln_operator::metrics::{Metrics, Readiness};
-use kiln_operator::mirror::SourceCache;
+use kiln_e2e::harness::{self, InProcessOperator};
+use kiln_operator::controller::{self, Settings};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
@@ -47,32 +46,6 @@ fn repo_with(root: &Path, name: &str, werf_yaml: &str) -> String {
     format!("file://{}", dir.display())
 }
 
-async fn install_crd(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &kiln_crds::crd())
-        .await
-        .unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    let builds: Api<ImageBuild> = Api::all(client.clone());
-    while builds.list(&ListParams::default()).await.is_err() {
-        assert!(Instant::now() < deadline, "CRD not served");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn wait_finished(api: &Api<ImageBuild>, name: &str) -> ImageBuild {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(ib) = api.get_opt(name).await.unwrap()
-            && ib.status.as_ref().is_some_and(|s| s.phase.is_finished())
-        {
-            return ib;
-        }
-        assert!(Instant::now() < deadline, "{name} did not finish");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn image_build(name: &str, url: &str, revision: &str) -> ImageBuild {
     serde_json::from_value(json!({
         "apiVersion": "kiln.dev/v1alpha1", "kind": "ImageBuild",
@@ -88,7 +61,7 @@ async fn bad_input_fails_with_a_named_cause_and_no_pods() {
     kiln_e2e::init_test_logging();
     let cluster = TestCluster::start().await.unwrap();
     let client = cluster.client();
-    install_crd(&client).await;
+    harness::install_crd(&client).await.unwrap();
     let ns = "default";
     let tmp = tempfile::tempdir().unwrap();
     let good = repo_with(
@@ -102,22 +75,15 @@ async fn bad_input_fails_with_a_named_cause_and_no_pods() {
         "project: shop\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\nbogus: 1\n",
     );
 
-    let metrics = Arc::new(Metrics::new());
-    let ctx = Arc::new(Context::new(
+    let operator = InProcessOperator::start(
         client.clone(),
-        metrics.clone(),
-        Arc::new(SourceCache::new(tmp.path().join("cache"))),
         Settings {
             lock_namespace: ns.into(),
             ..Settings::default()
         },
-    ));
-    let readiness = Arc::new(Readiness::default());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let operator = tokio::spawn({
-        let readiness = readiness.clone();
-        async move { controller::run(ctx, &[ns.to_owned()], readiness, stop_rx).await }
-    });
+        &tmp.path().join("cache"),
+        &[ns],
+    );
 
     let api: Api<ImageBuild> = Api::namespaced(client.clone(), ns);
     api.create(
@@ -143,7 +109,9 @@ async fn bad_input_fails_with_a_named_cause_and_no_pods() {
     .await
     .unwrap();
 
-    let ib = wait_finished(&api, "missing-rev").await;
+    let ib = harness::wait_finished(&api, "missing-rev", TIMEOUT)
+        .await
+        .unwrap();
     let status = ib.status.unwrap();
     assert_eq!(status.phase, kiln_crds::Phase::Failed);
     let cond = &status.conditions[0];
@@ -160,8 +128,9 @@ async fn bad_input_fails_with_a_named_cause_and_no_pods() {
             .contains(&controller::FINALIZER.to_owned())
     );
 
-    let cond = wait_finished(&api, "bad-config")
+    let cond = harness::wait_finished(&api, "bad-config", TIMEOUT)
         .await
+        .unwrap()
         .status
         .unwrap()
         .conditions[0]
@@ -169,15 +138,15 @@ async fn bad_input_fails_with_a_named_cause_and_no_pods() {
     assert_eq!(cond.reason, "InvalidConfig");
     assert!(cond.message.contains("bogus"), "{}", cond.message);
 
-    let cond = wait_finished(&api, "no-repo")
+    let cond = harness::wait_finished(&api, "no-repo", TIMEOUT)
         .await
+        .unwrap()
         .status
         .unwrap()
         .conditions[0]
         .clone();
     assert_eq!(cond.reason, "SourceUnavailable");
 
-    assert!(readiness.get());
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     assert!(
         pods.list(&ListParams::default())
@@ -196,16 +165,14 @@ async fn bad_input_fails_with_a_named_cause_and_no_pods() {
         assert!(Instant::now() < deadline, "finalizer not removed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let text = metrics.encode();
+    let text = operator.metrics.encode();
     assert!(
         text.contains("kiln_builds_total{phase=\"Failed\"} 3"),
         "{text}"
     );
 
-    stop_tx.send(true).unwrap();
-    tokio::time::timeout(TIMEOUT, operator)
+    tokio::time::timeout(TIMEOUT, operator.stop())
         .await
         .expect("the controller stops on shutdown")
-        .unwrap()
         .unwrap();
 }

@@ -186,6 +186,7 @@ fn run(state_dir: &Path, base_images: bool) -> anyhow::Result<()> {
             state_dir: Some(state_dir.to_owned()),
             image_map: None,
             base_images,
+            ..StackOptions::default()
         })
         .await?;
         let info = stack.info();

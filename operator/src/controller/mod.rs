@@ -117,6 +117,15 @@ impl Context {
         self.leases.lock().await.insert(pod.to_owned(), guards);
     }
 
+    /// True when leases are held for `pod` and none of them was lost.
+    async fn holds_leases(&self, pod: &str) -> bool {
+        self.leases
+            .lock()
+            .await
+            .get(pod)
+            .is_some_and(|guards| guards.iter().all(LeaseGuard::is_held))
+    }
+
     /// Releases the leases held for `pod`, if any.
     async fn release_leases(&self, pod: &str) {
         let guards = self.leases.lock().await.remove(pod);

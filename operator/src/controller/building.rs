@@ -29,6 +29,7 @@ use kiln_crds::{BuilderPodRef, ImageBuild};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 
+use super::staged::StagedUnits;
 use super::{Context, Error};
 use crate::config::{ImageKind, WerfConfig};
 use crate::lock::{LeaseGuard, StageLocks, TryAcquire};
@@ -118,8 +119,9 @@ pub async fn connect_storage(ib: &ImageBuild, ctx: &Context) -> Result<StagesSto
 
 /// The stage digests of an image × platform, in build order.
 ///
-/// Errors: [`Error::Unsupported`] for Stapel images and for stages whose digest waits on a
-/// dependency's identifiers (not built by this operator yet).
+/// Errors: [`Error::Unsupported`] for Stapel images and for stages whose digest waits on
+/// something not built by this operator yet (a dependency's identifiers in a build arg, the
+/// image of another Dockerfile stage of a staged Dockerfile).
 pub fn unit_digests(unit: &ImagePlan) -> Result<Vec<String>, Error> {
     if unit.kind == ImageBuildKind::Stapel {
         return Err(Error::Unsupported(format!(
@@ -131,12 +133,22 @@ pub fn unit_digests(unit: &ImagePlan) -> Result<Vec<String>, Error> {
         .iter()
         .map(|s| {
             s.digest.clone().ok_or_else(|| {
-                Error::Unsupported(format!(
-                    "image {:?}: stage {} depends on {} (dependency build args are not supported yet)",
-                    unit.name,
-                    s.name,
-                    s.pending_on.join(", ")
-                ))
+                Error::Unsupported(if unit.kind == ImageBuildKind::StagedDockerfile {
+                    format!(
+                        "image {:?} ({}): stage {} waits for {}",
+                        unit.name,
+                        unit.platform,
+                        s.name,
+                        s.pending_on.join(", ")
+                    )
+                } else {
+                    format!(
+                        "image {:?}: stage {} depends on {} (dependency build args are not supported yet)",
+                        unit.name,
+                        s.name,
+                        s.pending_on.join(", ")
+                    )
+                })
             })
         })
         .collect()
@@ -197,16 +209,21 @@ fn join_path(dir: &str, file: &str) -> String {
     }
 }
 
-/// The build job of an image × platform's missing stages (non-staged Dockerfile images:
-/// one `dockerfile` stage built with `buildah bud` from the commit's context).
+/// The build job of an image × platform's missing stages: for a non-staged Dockerfile image
+/// one `dockerfile` stage built with `buildah bud` from the commit's context; for a staged
+/// one a stage per missing instruction ([`super::staged::stage_jobs`]), built on the last
+/// stage `found` in the stages storage.
 ///
-/// Errors: [`Error::Unsupported`] for staged Dockerfile and Stapel images.
+/// Errors: [`Error::Unsupported`] for Stapel images and staged stages the builder cannot
+/// build yet.
 pub fn build_job(
     ib: &ImageBuild,
     config: &WerfConfig,
     plan: &ProjectPlan,
     unit: &ImagePlan,
     missing: &[usize],
+    found: &[Option<StageDescription>],
+    staged: &StagedUnits,
     insecure_registries: &[String],
 ) -> Result<BuildJob, Error> {
     let image = config.image(&unit.name).ok_or_else(|| {
@@ -218,12 +235,6 @@ pub fn build_job(
             unit.name
         )));
     };
-    if unit.kind != ImageBuildKind::Dockerfile {
-        return Err(Error::Unsupported(format!(
-            "image {:?}: staged Dockerfile builds are not wired into the controller yet",
-            unit.name
-        )));
-    }
     let platform = unit.platform.to_string();
     let spec = &ib.spec;
     let auth = spec.source.git.secret_ref.as_ref().map(|_| {
@@ -239,21 +250,32 @@ pub fn build_job(
             }
         }
     });
-    let stages = missing
-        .iter()
-        .map(|&i| {
-            let s = &unit.stages[i];
-            let digest = s.digest.clone().unwrap_or_default();
-            StageJob {
-                content_digest: content_digest(&platform, &s.name, &digest),
-                name: s.name.clone(),
-                digest,
-                parent: ParentRef::None,
-                build: StageBuild::Dockerfile { dockerfile: None },
-                labels: BTreeMap::new(),
-            }
-        })
-        .collect();
+    let (stages, base_images) = if unit.kind == ImageBuildKind::StagedDockerfile {
+        let planned = staged.stages(unit).ok_or_else(|| {
+            Error::Internal(format!(
+                "image {:?} ({platform}): staged stages were not resolved",
+                unit.name
+            ))
+        })?;
+        super::staged::stage_jobs(unit, planned, missing, found)?
+    } else {
+        let stages = missing
+            .iter()
+            .map(|&i| {
+                let s = &unit.stages[i];
+                let digest = s.digest.clone().unwrap_or_default();
+                StageJob {
+                    content_digest: content_digest(&platform, &s.name, &digest),
+                    name: s.name.clone(),
+                    digest,
+                    parent: ParentRef::None,
+                    build: StageBuild::Dockerfile { dockerfile: None },
+                    labels: BTreeMap::new(),
+                }
+            })
+            .collect();
+        (stages, Vec::new())
+    };
     let context = d.context.clone().unwrap_or_default();
     Ok(BuildJob {
         api_version: JOB_API_VERSION.to_owned(),
@@ -287,7 +309,7 @@ pub fn build_job(
             .map(|_| pods::REGISTRY_AUTH_FILE.to_owned()),
         repo: spec.repo.clone(),
         cache_repos: spec.cache_repos.clone(),
-        base_images: Vec::new(),
+        base_images,
         stages,
     })
 }
@@ -369,6 +391,7 @@ pub async fn advance(
     config: &WerfConfig,
     plan: &ProjectPlan,
     storage: &StagesStorage,
+    staged: &StagedUnits,
 ) -> Result<SetProgress, Error> {
     let namespace = ib.namespace().unwrap_or_default();
     let uid = ib.uid().unwrap_or_default();
@@ -478,6 +501,8 @@ pub async fn advance(
                 plan,
                 unit,
                 &missing,
+                &again,
+                staged,
                 &ctx.settings.insecure_registries,
             )?;
             let job_json = job.to_json();

@@ -17,6 +17,7 @@ pub mod error;
 pub mod finish;
 pub mod planning;
 pub mod source;
+pub mod staged;
 pub mod status;
 
 use std::collections::HashMap;
@@ -257,9 +258,10 @@ async fn building_step(
         .clone()
         .ok_or_else(|| Error::Internal("Building without a commit in the status".into()))?;
     let resolved = source::resolve(ib, ctx, Some(&commit)).await?;
-    let (config, plan) = planning::plan_with_config(ib, &resolved.mirror, &commit).await?;
+    let (config, mut plan) = planning::plan_with_config(ib, &resolved.mirror, &commit).await?;
     let storage = building::connect_storage(ib, ctx).await?;
-    let progress = building::advance(ib, ctx, &config, &plan, &storage).await?;
+    let staged = staged::resolve(ib, &config, &mut plan, &storage, &resolved.mirror).await?;
+    let progress = building::advance(ib, ctx, &config, &plan, &storage, &staged).await?;
     if progress.set < plan.sets.sets.len() {
         let message = format!(
             "build set {} of {}: {}",

@@ -371,8 +371,10 @@ pub fn mirrored_repos(repo: &RepoRef, mirrors: &[String]) -> Vec<RepoRef> {
 /// (`KEY=value` entries split at the first `=`). `scratch` has none. A manifest list is
 /// resolved to the platform's entry.
 ///
-/// Errors: the last registry's error when no registry of [`mirrored_repos`] serves it;
-/// [`StorageError::InvalidManifest`] when the list has no entry for the platform.
+/// Errors: when no registry of [`mirrored_repos`] serves it, the first answer that is not
+/// "unreachable" (a mirror's 404 says more than an unreachable docker.io), else the last;
+/// at once [`StorageError::InvalidManifest`] (e.g. the list has no entry for the platform)
+/// or [`StorageError::InvalidImageConfig`] from a registry that has the image.
 pub async fn base_image_env(
     client: &RegistryClient,
     mirrors: &[String],
@@ -383,14 +385,22 @@ pub async fn base_image_env(
         return Ok(BTreeMap::new());
     }
     let (repo, at) = split_reference(reference)?;
-    let mut last = None;
+    let mut errors = Vec::new();
     for candidate in mirrored_repos(&repo, mirrors) {
         match config_env(client, &candidate, &at, platform).await {
             Ok(env) => return Ok(env),
-            Err(e) => last = Some(e),
+            Err(
+                e
+                @ (StorageError::InvalidManifest { .. } | StorageError::InvalidImageConfig { .. }),
+            ) => return Err(e),
+            Err(e) => errors.push(e),
         }
     }
-    Err(last.expect("mirrored_repos lists at least the repository itself"))
+    let informative = errors
+        .iter()
+        .position(|e| !matches!(e, StorageError::Unavailable { .. }))
+        .unwrap_or(errors.len() - 1);
+    Err(errors.swap_remove(informative))
 }
 
 async fn config_env(
@@ -560,4 +570,341 @@ pub fn stage_jobs(
         });
     }
     Ok((jobs, base_images))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Platform as ConfigPlatform;
+    use crate::digest::staged::StagedBuild;
+    use crate::storage::StageId;
+    use crate::storage::description::Descriptor;
+    use kiln_crds::job::KeyValue;
+
+    const ENV: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const COPY: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const RUN: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+
+    fn planned(
+        name: &str,
+        digest: &str,
+        base: Option<StageBase>,
+        step: StagedStep,
+    ) -> PlannedStage {
+        PlannedStage {
+            name: name.into(),
+            digest: digest.into(),
+            instruction: None,
+            dockerfile_stage: Some(0),
+            werf_image: Some("app".into()),
+            provisional: false,
+            build: Some(StagedBuild { base, step }),
+        }
+    }
+
+    fn step(text: &str, instruction: Instruction) -> StagedStep {
+        StagedStep::Instruction {
+            text: text.into(),
+            instruction,
+        }
+    }
+
+    /// FROM busybox; ENV A=1; COPY --from=alpine:3.20 /etc/os-release /o; RUN true
+    fn stages() -> Vec<PlannedStage> {
+        vec![
+            planned(
+                "env",
+                ENV,
+                Some(StageBase::Image("busybox".into())),
+                step(
+                    "ENV A=1",
+                    Instruction::Env {
+                        vars: vec![KeyValue {
+                            name: "A".into(),
+                            value: "1".into(),
+                        }],
+                    },
+                ),
+            ),
+            planned(
+                "copy",
+                COPY,
+                None,
+                step(
+                    "COPY /etc/os-release /o",
+                    Instruction::Copy {
+                        sources: vec!["/etc/os-release".into()],
+                        dest: "/o".into(),
+                        from: Some("alpine:3.20".into()),
+                        chown: None,
+                        chmod: None,
+                    },
+                ),
+            ),
+            planned(
+                "run",
+                RUN,
+                None,
+                step(
+                    "RUN true",
+                    Instruction::Run {
+                        command: vec!["true".into()],
+                        prepend_shell: true,
+                        env: vec![],
+                        mounts: vec![],
+                        network: None,
+                    },
+                ),
+            ),
+        ]
+    }
+
+    fn unit(stages: &[PlannedStage]) -> ImagePlan {
+        ImagePlan {
+            name: "app".into(),
+            platform: ConfigPlatform::parse("linux/amd64").unwrap(),
+            kind: ImageBuildKind::StagedDockerfile,
+            is_final: true,
+            depends_on: Vec::new(),
+            stages: resolved_stage_plans(stages),
+        }
+    }
+
+    fn found(digest: &str, ts: u64) -> StageDescription {
+        let config = Descriptor {
+            media_type: String::new(),
+            digest: format!("sha256:{}", "1".repeat(64)),
+            size: 10,
+            platform: None,
+        };
+        StageDescription::new(
+            StageId::new(StageDigest::from_str(digest).unwrap(), ts),
+            RepoRef::from_str("127.0.0.1:5000/stg").unwrap(),
+            format!("sha256:{}", "2".repeat(64)),
+            100,
+            Manifest::Image {
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                config,
+                layers: Vec::new(),
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn nothing_found_builds_every_stage_from_the_base() {
+        let stages = stages();
+        let (jobs, bases) =
+            stage_jobs(&unit(&stages), &stages, &[0, 1, 2], &[None, None, None]).unwrap();
+        let parents: Vec<&ParentRef> = jobs.iter().map(|j| &j.parent).collect();
+        assert_eq!(
+            parents,
+            [
+                &ParentRef::Image {
+                    reference: "busybox".into()
+                },
+                &ParentRef::Previous,
+                &ParentRef::Previous,
+            ]
+        );
+        // FROM bases and COPY --from images, for a `network: none` pull.
+        assert_eq!(bases, ["busybox", "alpine:3.20"]);
+        let digests: Vec<(&str, &str, &str)> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.name.as_str(),
+                    j.digest.as_str(),
+                    j.content_digest.as_str(),
+                )
+            })
+            .collect();
+        // Content digests: SHA3-224 of "1.2:::<name>-content::::::<digest>:::", computed
+        // with Python's hashlib.
+        assert_eq!(
+            digests,
+            [
+                (
+                    "env",
+                    ENV,
+                    "52eacdd4a1960acfad0ed9947ec97989e0eb7d5bd625aa3dab0072c3"
+                ),
+                (
+                    "copy",
+                    COPY,
+                    "89c56607ab3a6a3b23fb2edbcc5526326e8b62e4372c7d709dc60741"
+                ),
+                (
+                    "run",
+                    RUN,
+                    "8c9d375e23c6b02e4319aaea614ae07645075ea29bf9389b9175c191"
+                ),
+            ]
+        );
+        assert_eq!(
+            jobs[2].build,
+            StageBuild::Instruction {
+                text: "RUN true".into(),
+                instruction: Instruction::Run {
+                    command: vec!["true".into()],
+                    prepend_shell: true,
+                    env: vec![],
+                    mounts: vec![],
+                    network: None,
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn the_pod_starts_from_the_last_found_stage() {
+        let stages = stages();
+        let (jobs, bases) = stage_jobs(
+            &unit(&stages),
+            &stages,
+            &[1, 2],
+            &[Some(found(ENV, 1_700_000_000_000)), None, None],
+        )
+        .unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            jobs[0].parent,
+            ParentRef::Stage {
+                reference: format!("127.0.0.1:5000/stg:{ENV}-1700000000000"),
+            }
+        );
+        assert_eq!(jobs[1].parent, ParentRef::Previous);
+        assert_eq!(bases, ["alpine:3.20"]);
+    }
+
+    #[test]
+    fn a_stage_on_another_dockerfile_stage_starts_from_its_image() {
+        let mut stages = stages();
+        stages[2].build.as_mut().unwrap().base = Some(StageBase::Stage {
+            werf_image: "app/stage/base".into(),
+            last_stage_digest: ENV.into(),
+            image_name: "127.0.0.1:5000/stg:x-1".into(),
+        });
+        let (jobs, _) = stage_jobs(
+            &unit(&stages),
+            &stages,
+            &[1, 2],
+            &[Some(found(ENV, 1)), None, None],
+        )
+        .unwrap();
+        assert_eq!(
+            jobs[1].parent,
+            ParentRef::Stage {
+                reference: "127.0.0.1:5000/stg:x-1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unbuildable_stages_are_refused_with_image_and_stage() {
+        let mut stages = stages();
+        stages[1].build.as_mut().unwrap().step =
+            StagedStep::Unsupported("Dockerfile, line 3: COPY with a heredoc is not built".into());
+        let err = stage_jobs(&unit(&stages), &stages, &[0, 1, 2], &[None, None, None]).unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)));
+        assert_eq!(
+            err.to_string(),
+            "image \"app\" (linux/amd64), stage 2 \"copy\": Dockerfile, line 3: COPY with a heredoc is not built"
+        );
+        let mut stages = self::stages();
+        stages[2].provisional = true;
+        let err = stage_jobs(&unit(&stages), &stages, &[2], &[None, None, None]).unwrap_err();
+        assert!(err.to_string().contains("stage 3 \"run\""), "{err}");
+        assert!(err.to_string().contains("multi-stage"), "{err}");
+        // A missing stage whose predecessor is neither found nor in the job.
+        let err = stage_jobs(
+            &unit(&self::stages()),
+            &self::stages(),
+            &[2],
+            &[None, None, None],
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Internal(_)), "{err}");
+    }
+
+    #[test]
+    fn provisional_stages_have_no_digest_in_the_plan() {
+        let mut stages = stages();
+        stages[2].provisional = true;
+        let plans = resolved_stage_plans(&stages);
+        assert_eq!(plans[1].digest.as_deref(), Some(COPY));
+        assert_eq!(plans[2].digest, None);
+        assert_eq!(plans[2].pending_on.len(), 1);
+        assert!(
+            plans[2].pending_on[0].contains("app"),
+            "{:?}",
+            plans[2].pending_on
+        );
+    }
+
+    #[test]
+    fn references_split_into_repository_and_tag() {
+        let (repo, at) = split_reference("busybox").unwrap();
+        assert_eq!(
+            (repo.to_string().as_str(), at.as_str()),
+            ("docker.io/library/busybox", "latest")
+        );
+        let (repo, at) = split_reference("127.0.0.1:5000/base/img:1.2").unwrap();
+        assert_eq!(
+            (repo.to_string().as_str(), at.as_str()),
+            ("127.0.0.1:5000/base/img", "1.2")
+        );
+        let digest = format!("sha256:{}", "f".repeat(64));
+        let (repo, at) = split_reference(&format!("alpine:3.20@{digest}")).unwrap();
+        assert_eq!(
+            (repo.to_string().as_str(), at.as_str()),
+            ("docker.io/library/alpine", digest.as_str())
+        );
+        assert!(split_reference("UPPER/Case").is_err());
+    }
+
+    #[test]
+    fn docker_hub_images_go_through_the_mirrors_first() {
+        let hub = RepoRef::from_str("busybox").unwrap();
+        let mirrors = vec![
+            "http://127.0.0.1:5000".to_owned(),
+            "https://mirror.example.org/hub/".to_owned(),
+        ];
+        let names: Vec<String> = mirrored_repos(&hub, &mirrors)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "127.0.0.1:5000/library/busybox",
+                "mirror.example.org/hub/library/busybox",
+                "docker.io/library/busybox",
+            ]
+        );
+        let other = RepoRef::from_str("quay.io/org/img").unwrap();
+        assert_eq!(mirrored_repos(&other, &mirrors), vec![other]);
+    }
+
+    #[test]
+    fn config_env_splits_at_the_first_equals_sign() {
+        let blob = br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin","X=a=b","EMPTY"]}}"#;
+        assert_eq!(
+            env_of_config(blob),
+            BTreeMap::from([
+                ("EMPTY".to_owned(), String::new()),
+                ("PATH".to_owned(), "/bin".to_owned()),
+                ("X".to_owned(), "a=b".to_owned()),
+            ])
+        );
+        assert_eq!(env_of_config(b"{}"), BTreeMap::new());
+    }
+
+    #[test]
+    fn index_entries_match_the_platform() {
+        assert!(platform_matches("linux/arm64/v8", "linux/arm64"));
+        assert!(platform_matches("linux/amd64", "linux/amd64"));
+        assert!(!platform_matches("linux/arm/v6", "linux/arm/v7"));
+        assert!(!platform_matches("linux/arm64", "linux/amd64"));
+    }
 }

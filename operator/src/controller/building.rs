@@ -29,7 +29,7 @@ use kiln_crds::{BuilderPodRef, ImageBuild};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 
-use super::staged::StagedUnits;
+use super::staged::{StagedLookup, StagedUnits};
 use super::{Context, Error};
 use crate::config::{ImageKind, WerfConfig};
 use crate::lock::{LeaseGuard, StageLocks, TryAcquire};
@@ -212,7 +212,7 @@ fn join_path(dir: &str, file: &str) -> String {
 /// The build job of an image × platform's missing stages: for a non-staged Dockerfile image
 /// one `dockerfile` stage built with `buildah bud` from the commit's context; for a staged
 /// one a stage per missing instruction ([`super::staged::stage_jobs`]), built on the last
-/// stage `found` in the stages storage.
+/// stage the stages storage has (`staged.found`).
 ///
 /// Errors: [`Error::Unsupported`] for Stapel images and staged stages the builder cannot
 /// build yet.
@@ -222,8 +222,7 @@ pub fn build_job(
     plan: &ProjectPlan,
     unit: &ImagePlan,
     missing: &[usize],
-    found: &[Option<StageDescription>],
-    staged: &StagedUnits,
+    staged: StagedLookup<'_>,
     insecure_registries: &[String],
 ) -> Result<BuildJob, Error> {
     let image = config.image(&unit.name).ok_or_else(|| {
@@ -251,13 +250,13 @@ pub fn build_job(
         }
     });
     let (stages, base_images) = if unit.kind == ImageBuildKind::StagedDockerfile {
-        let planned = staged.stages(unit).ok_or_else(|| {
+        let planned = staged.units.stages(unit).ok_or_else(|| {
             Error::Internal(format!(
                 "image {:?} ({platform}): staged stages were not resolved",
                 unit.name
             ))
         })?;
-        super::staged::stage_jobs(unit, planned, missing, found)?
+        super::staged::stage_jobs(unit, planned, missing, staged.found)?
     } else {
         let stages = missing
             .iter()
@@ -501,8 +500,10 @@ pub async fn advance(
                 plan,
                 unit,
                 &missing,
-                &again,
-                staged,
+                StagedLookup {
+                    units: staged,
+                    found: &again,
+                },
                 &ctx.settings.insecure_registries,
             )?;
             let job_json = job.to_json();

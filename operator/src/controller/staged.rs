@@ -53,6 +53,16 @@ impl StagedUnits {
     }
 }
 
+/// What [`super::building::build_job`] needs for a staged image: the resolved stages and
+/// the stages storage's answer for each stage of the image × platform.
+#[derive(Debug, Clone, Copy)]
+pub struct StagedLookup<'a> {
+    /// The resolved staged stages of the plan.
+    pub units: &'a StagedUnits,
+    /// One entry per stage of the unit: the stage found in the stages storage, if any.
+    pub found: &'a [Option<StageDescription>],
+}
+
 /// Build-time facts gathered so far for one image × platform.
 #[derive(Debug, Default, Clone)]
 struct Facts {

@@ -316,8 +316,16 @@ async fn sample_builds_then_reuses_every_stage_then_rebuilds_what_a_change_touch
     let stage_tags_before: BTreeSet<String> = fx.stage_tags().await.into_iter().collect();
     assert_eq!(stage_tags_before.len(), 6, "{tags:?}");
 
-    // 2. Same commit again: every stage reused, no pod.
-    let second = create_and_wait(&api, &fx.sample("second")).await;
+    // 2. Same commit again, werf.yaml given inline (the same text): every stage reused,
+    // no pod.
+    let mut second = fx.sample("second");
+    let werf_yaml =
+        std::fs::read_to_string(harness::sample_project_dir().join("werf.yaml")).unwrap();
+    second.spec.config = Some(kiln_crds::imagebuild::ConfigSpec {
+        path: None,
+        inline: Some(werf_yaml),
+    });
+    let second = create_and_wait(&api, &second).await;
     assert_succeeded(&second);
     assert_eq!(builder_pods_of(&second), BTreeSet::new());
     assert!(rebuilt_by_image(&second).values().all(|r| !r));

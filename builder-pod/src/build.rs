@@ -2,7 +2,9 @@
 //! each stage in order, stopping at the first failure.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use backon::{BlockingRetryable, ExponentialBuilder};
 
 use kiln_crds::job::{
     BuildJob, BuildResult, NetworkMode, ParentRef, StageBuild, StageFailure, StageJob, StageResult,
@@ -190,6 +192,9 @@ fn failure(
 }
 
 const BUD: &str = "buildah bud";
+
+/// Extra attempts of a stage push the registry refused (1 s, 2 s apart).
+const PUSH_RETRIES: usize = 2;
 
 /// The failing instruction and its exit status from `buildah bud` output: the last
 /// `building at STEP "INSTRUCTION": exit status N` line (Buildah 1.28 prints it after
@@ -663,17 +668,36 @@ impl<'a> Environment<'a> {
         let tag = stage_tag(&stage.digest, now_millis());
         let reference = format!("{}:{tag}", self.job.repo);
         let digestfile = self.work.join(format!("digest.{}", index + 1));
-        runner.run(
-            "buildah push",
-            &mut self.buildah.command([
-                "push",
-                "--quiet",
-                "--digestfile",
-                &digestfile.display().to_string(),
-                image_id,
-                &format!("docker://{reference}"),
-            ]),
-        )?;
+        let push = || {
+            runner.run(
+                "buildah push",
+                &mut self.buildah.command([
+                    "push",
+                    "--quiet",
+                    "--digestfile",
+                    &digestfile.display().to_string(),
+                    image_id,
+                    &format!("docker://{reference}"),
+                ]),
+            )
+        };
+        // Buildah retries network errors itself, but not a registry's refusal of the
+        // manifest: registries answer "blob unknown" / "digest invalid" when two pods
+        // push the same layer into one repository at the same moment (the layers of two
+        // platforms' COPY stages are often byte-identical). Pushing again is safe: the
+        // tag appears only with a complete manifest.
+        push.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_secs(1))
+                .with_max_times(PUSH_RETRIES),
+        )
+        .sleep(std::thread::sleep)
+        .notify(|error, delay| {
+            runner.say(&format!(
+                "buildah push of {reference} failed, pushing again in {delay:?}: {error}"
+            ))
+        })
+        .call()?;
         let manifest_digest = read_id(&digestfile)?;
         let size = match self.pushed_size(&reference) {
             Ok(size) => Some(size),

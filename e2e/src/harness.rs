@@ -92,6 +92,75 @@ impl Drop for InProcessOperator {
     }
 }
 
+/// `kiln-operator run` as a child process (the workspace's binary), for tests that kill
+/// the operator. Killed with SIGKILL on drop.
+pub struct OperatorProcess {
+    child: std::process::Child,
+    /// Where its stderr (the log) goes.
+    pub log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts `kiln-operator run` against the cluster of `kubeconfig`, watching
+    /// `namespace`, with stage locks in `namespace`, builder image `kiln-builder:dev`,
+    /// `registry` reached over plain HTTP and the git source cache in `cache_dir`; its log
+    /// goes to `log` (appended).
+    ///
+    /// Errors: the binary is not built (`cargo build -p kiln-operator`) or does not start.
+    pub fn spawn(
+        kubeconfig: &Path,
+        namespace: &str,
+        registry: &str,
+        cache_dir: &Path,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let binary = crate::stack::workspace_binary("kiln-operator").context(
+            "kiln-operator is not built next to the test binary: `cargo build -p kiln-operator`",
+        )?;
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let child = std::process::Command::new(binary)
+            .args([
+                "run",
+                "--namespace",
+                namespace,
+                "--lock-namespace",
+                namespace,
+            ])
+            .arg("--cache-dir")
+            .arg(cache_dir)
+            .args(["--builder-image", "kiln-builder:dev"])
+            .args(["--metrics-address", "127.0.0.1:0"])
+            .args(["--insecure-registry", registry])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .context("starting kiln-operator")?;
+        Ok(Self {
+            child,
+            log: log.to_owned(),
+        })
+    }
+
+    /// Kills the process with SIGKILL (no graceful shutdown) and reaps it.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Waits until ImageBuild `name` reaches a finished phase (Succeeded, Failed, Cancelled)
 /// and returns it.
 ///

@@ -10,18 +10,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kiln_crds::{ImageBuild, Phase};
-use kiln_e2e::harness::{self, InProcessOperator};
+use kiln_e2e::harness::{self, InProcessOperator, OperatorProcess};
 use kiln_e2e::stack::{LocalStack, StackOptions};
 use kiln_operator::controller::Settings;
 use kiln_operator::pods::BuilderDefaults;
 use kiln_operator::storage::{RegistryClient, RegistryClientConfig, RepoRef};
+use kiln_testkit::git_server::Repo;
 use kube::api::{Api, ListParams, PostParams};
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 const IMAGES: [&str; 3] = ["backend", "frontend", "frontend-assets"];
 const PLATFORMS: [&str; 2] = ["linux/amd64", "linux/arm64"];
+
+/// The e2e settings with a builder pod allowed to wait `schedule_timeout` for a node.
+fn settings_with_schedule_timeout(registry: &str, schedule_timeout: Duration) -> Settings {
+    let mut s = settings(registry);
+    s.builder.schedule_timeout = Some(schedule_timeout);
+    s
+}
 
 fn settings(registry: &str) -> Settings {
     Settings {
@@ -125,56 +133,127 @@ async fn file_in_image(
     None
 }
 
+/// The local stack with the CRD installed and the sample project on the git server.
+struct Fixture {
+    stack: LocalStack,
+    registry: String,
+    client: kube::Client,
+    repo: Repo,
+    commit: String,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        kiln_e2e::init_test_logging();
+        let stack = LocalStack::start(StackOptions {
+            base_images: true,
+            ..StackOptions::default()
+        })
+        .await
+        .unwrap();
+        let registry = stack.registry().address().to_owned();
+        let client = stack.cluster().client();
+        harness::install_crd(&client).await.unwrap();
+        let files = harness::sample_project_files().unwrap();
+        let file_refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        let (repo, commit) = stack
+            .git()
+            .create_repo_with_files("shop", &file_refs)
+            .unwrap();
+        Fixture {
+            stack,
+            registry,
+            client,
+            repo,
+            commit,
+        }
+    }
+
+    fn sample(&self, name: &str) -> ImageBuild {
+        harness::sample_image_build(name, self.repo.url(), "main", &self.registry)
+    }
+
+    /// Stage tags (`DIGEST-TIMESTAMP_MILLISEC`) in the stages storage.
+    async fn stage_tags(&self) -> Vec<String> {
+        let shop = RepoRef::from_str(&format!("{}/shop", self.registry)).unwrap();
+        let mut tags: Vec<String> = registry_client(&self.registry)
+            .list_tags(&shop)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| is_stage_tag(t))
+            .collect();
+        tags.sort();
+        tags
+    }
+
+    /// Stage lock leases left in the lock ConfigMap (`werf-shop` in `default`).
+    async fn lock_leases(&self) -> Vec<String> {
+        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), "default");
+        maps.get_opt("werf-shop")
+            .await
+            .unwrap()
+            .and_then(|cm| cm.metadata.annotations)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("lockgate.io/"))
+            .map(|(_, v)| v)
+            .collect()
+    }
+}
+
+/// `DIGEST-TIMESTAMP_MILLISEC`: 56 hex digits, a dash, 13 decimal digits.
+fn is_stage_tag(tag: &str) -> bool {
+    tag.split_once('-').is_some_and(|(d, ts)| {
+        d.len() == 56
+            && d.bytes().all(|b| b.is_ascii_hexdigit())
+            && ts.len() == 13
+            && ts.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// Each stage digest appears in exactly one stage tag.
+fn assert_each_digest_once(tags: &[String]) {
+    let digests: BTreeSet<&str> = tags.iter().map(|t| &t[..56]).collect();
+    assert_eq!(
+        digests.len(),
+        tags.len(),
+        "a digest published twice: {tags:?}"
+    );
+}
+
 #[tokio::test]
 async fn sample_builds_then_reuses_every_stage_then_rebuilds_what_a_change_touches() {
-    kiln_e2e::init_test_logging();
-    let stack = LocalStack::start(StackOptions {
-        base_images: true,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
-    let registry = stack.registry().address().to_owned();
-    let client = stack.cluster().client();
-    harness::install_crd(&client).await.unwrap();
-
-    let files = harness::sample_project_files().unwrap();
-    let file_refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .collect();
-    let (repo, first_commit) = stack
-        .git()
-        .create_repo_with_files("shop", &file_refs)
-        .unwrap();
+    let fx = Fixture::start().await;
+    let (registry, client, repo, first_commit) = (&fx.registry, &fx.client, &fx.repo, &fx.commit);
 
     let cache = tempfile::tempdir().unwrap();
     let operator = InProcessOperator::start(
         client.clone(),
-        settings(&registry),
+        settings(registry),
         cache.path(),
         &["default"],
     );
     let api: Api<ImageBuild> = Api::namespaced(client.clone(), "default");
 
     // 1. Everything is built: one pod per image × platform.
-    let first = create_and_wait(
-        &api,
-        &harness::sample_image_build("first", repo.url(), "main", &registry),
-    )
-    .await;
+    let first = create_and_wait(&api, &fx.sample("first")).await;
     assert_succeeded(&first);
     let status = first.status.as_ref().unwrap();
     assert_eq!(status.commit.as_deref(), Some(first_commit.as_str()));
+    assert_eq!(fx.lock_leases().await, Vec::<String>::new());
     let all: BTreeSet<(String, String)> = IMAGES
         .iter()
         .flat_map(|i| PLATFORMS.map(|p| (i.to_string(), p.to_owned())))
         .collect();
     assert_eq!(builder_pods_of(&first), all);
-    assert_eq!(pods_left(&client, "first").await, Vec::<String>::new());
+    assert_eq!(pods_left(client, "first").await, Vec::<String>::new());
     assert!(rebuilt_by_image(&first).values().all(|r| *r));
 
-    let storage = registry_client(&registry);
+    let storage = registry_client(registry);
     let shop = RepoRef::from_str(&format!("{registry}/shop")).unwrap();
     let tags: BTreeSet<String> = storage
         .list_tags(&shop)
@@ -241,19 +320,19 @@ async fn sample_builds_then_reuses_every_stage_then_rebuilds_what_a_change_touch
             Some("backend v1\n".into())
         );
     }
-    let stage_tags_before: BTreeSet<String> = tags
-        .iter()
-        .filter(|t| t.len() == 56 + 1 + 13)
-        .cloned()
-        .collect();
+    let stage_tags_before: BTreeSet<String> = fx.stage_tags().await.into_iter().collect();
     assert_eq!(stage_tags_before.len(), 6, "{tags:?}");
 
-    // 2. Same commit again: every stage reused, no pod.
-    let second = create_and_wait(
-        &api,
-        &harness::sample_image_build("second", repo.url(), "main", &registry),
-    )
-    .await;
+    // 2. Same commit again, werf.yaml given inline (the same text): every stage reused,
+    // no pod.
+    let mut second = fx.sample("second");
+    let werf_yaml =
+        std::fs::read_to_string(harness::sample_project_dir().join("werf.yaml")).unwrap();
+    second.spec.config = Some(kiln_crds::imagebuild::ConfigSpec {
+        path: None,
+        inline: Some(werf_yaml),
+    });
+    let second = create_and_wait(&api, &second).await;
     assert_succeeded(&second);
     assert_eq!(builder_pods_of(&second), BTreeSet::new());
     assert!(rebuilt_by_image(&second).values().all(|r| !r));
@@ -262,11 +341,7 @@ async fn sample_builds_then_reuses_every_stage_then_rebuilds_what_a_change_touch
     // 3. One COPY'd file of the backend changes: only backend's two stages rebuild.
     repo.write("backend/main.txt", "backend v2\n").unwrap();
     let second_commit = repo.commit("backend v2").unwrap();
-    let third = create_and_wait(
-        &api,
-        &harness::sample_image_build("third", repo.url(), "main", &registry),
-    )
-    .await;
+    let third = create_and_wait(&api, &fx.sample("third")).await;
     assert_succeeded(&third);
     assert_eq!(
         third.status.as_ref().unwrap().commit.as_deref(),
@@ -287,17 +362,187 @@ async fn sample_builds_then_reuses_every_stage_then_rebuilds_what_a_change_touch
             .map(|p| ("backend".to_owned(), p.to_owned()))
             .into()
     );
-    assert_eq!(pods_left(&client, "third").await, Vec::<String>::new());
-    let tags_after: BTreeSet<String> = storage
-        .list_tags(&shop)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|t| t.len() == 56 + 1 + 13)
-        .collect();
+    assert_eq!(pods_left(client, "third").await, Vec::<String>::new());
+    let tags_after: BTreeSet<String> = fx.stage_tags().await.into_iter().collect();
     assert_eq!(tags_after.len(), 8, "two new stage tags: {tags_after:?}");
     assert!(tags_after.is_superset(&stage_tags_before));
 
+    // 4. A new stages storage with the old one as a secondary repo: every stage is copied
+    // from it under its DIGEST-TIMESTAMP tag, nothing is built.
+    let mut copy = fx.sample("copy");
+    copy.spec.repo = format!("{registry}/shop-copy");
+    copy.spec.secondary_repos = vec![format!("{registry}/shop")];
+    let copy = create_and_wait(&api, &copy).await;
+    assert_succeeded(&copy);
+    assert_eq!(builder_pods_of(&copy), BTreeSet::new());
+    let copy_repo = RepoRef::from_str(&format!("{registry}/shop-copy")).unwrap();
+    let copied: BTreeSet<String> = storage
+        .list_tags(&copy_repo)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| is_stage_tag(t))
+        .collect();
+    let third_stage_tags: BTreeSet<String> = third
+        .status
+        .as_ref()
+        .unwrap()
+        .report
+        .as_ref()
+        .unwrap()
+        .images_by_platform
+        .values()
+        .flat_map(|by_platform| by_platform.values().map(|r| r.docker_tag.clone()))
+        .collect();
+    assert_eq!(copied, third_stage_tags);
+
     operator.stop().await.unwrap();
-    drop(stack);
+}
+
+#[tokio::test]
+async fn two_builds_of_one_commit_at_once_publish_each_stage_once() {
+    let fx = Fixture::start().await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings(&fx.registry),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    api.create(&PostParams::default(), &fx.sample("left"))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &fx.sample("right"))
+        .await
+        .unwrap();
+    let left = harness::wait_finished(&api, "left", BUILD_TIMEOUT)
+        .await
+        .unwrap();
+    let right = harness::wait_finished(&api, "right", BUILD_TIMEOUT)
+        .await
+        .unwrap();
+    assert_succeeded(&left);
+    assert_succeeded(&right);
+
+    let tags = fx.stage_tags().await;
+    assert_eq!(tags.len(), 6, "{tags:?}");
+    assert_each_digest_once(&tags);
+    // Between them the two builds ran one pod per image × platform: whoever did not take
+    // a stage's lock waited and reused what the other published.
+    let mut pods: Vec<(String, String)> = builder_pods_of(&left).into_iter().collect();
+    pods.extend(builder_pods_of(&right));
+    pods.sort();
+    let all: Vec<(String, String)> = IMAGES
+        .iter()
+        .flat_map(|i| PLATFORMS.map(|p| (i.to_string(), p.to_owned())))
+        .collect();
+    assert_eq!(pods, all);
+    // Both reports name the same images.
+    let images = |ib: &ImageBuild| -> BTreeMap<String, String> {
+        ib.status
+            .as_ref()
+            .unwrap()
+            .report
+            .as_ref()
+            .unwrap()
+            .images
+            .iter()
+            .map(|(k, r)| (k.clone(), r.docker_image_digest.clone()))
+            .collect()
+    };
+    assert_eq!(images(&left), images(&right));
+    assert_eq!(fx.lock_leases().await, Vec::<String>::new());
+    operator.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn operator_killed_mid_build_and_restarted_completes_without_duplicates_or_leftovers() {
+    let fx = Fixture::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let kubeconfig = fx
+        .stack
+        .cluster()
+        .control_plane()
+        .kubeconfig_path()
+        .to_owned();
+    let spawn = || {
+        OperatorProcess::spawn(
+            &kubeconfig,
+            "default",
+            &fx.registry,
+            &work.path().join("cache"),
+            &work.path().join("operator.log"),
+        )
+        .unwrap()
+    };
+    let first = spawn();
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    api.create(&PostParams::default(), &fx.sample("crash"))
+        .await
+        .unwrap();
+    // Kill the operator as soon as its first builder pod exists: mid-build, with leases
+    // held and pods running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while pods_left(&fx.client, "crash").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no builder pod appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill().unwrap();
+    let second = spawn();
+    let ib = harness::wait_finished(&api, "crash", BUILD_TIMEOUT)
+        .await
+        .unwrap();
+    let log = std::fs::read_to_string(work.path().join("operator.log")).unwrap_or_default();
+    assert_eq!(
+        ib.status.as_ref().unwrap().phase,
+        Phase::Succeeded,
+        "{:?}\n{log}",
+        ib.status.as_ref().unwrap().conditions
+    );
+    let tags = fx.stage_tags().await;
+    assert_eq!(tags.len(), 6, "{tags:?}");
+    assert_each_digest_once(&tags);
+    assert_eq!(pods_left(&fx.client, "crash").await, Vec::<String>::new());
+    assert_eq!(fx.lock_leases().await, Vec::<String>::new(), "{log}");
+    drop(second);
+}
+
+#[tokio::test]
+async fn a_builder_pod_no_node_fits_fails_the_build_after_the_schedule_timeout() {
+    let fx = Fixture::start().await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings_with_schedule_timeout(&fx.registry, Duration::from_secs(3)),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let mut ib = fx.sample("nowhere");
+    ib.spec.images = vec!["backend".into()];
+    ib.spec.platforms = vec!["linux/amd64".into()];
+    ib.spec.builder = Some(kiln_crds::imagebuild::BuilderSpec {
+        node_selector: BTreeMap::from([("pool".to_owned(), "gpu".to_owned())]),
+        ..Default::default()
+    });
+    let ib = create_and_wait(&api, &ib).await;
+    let status = ib.status.as_ref().unwrap();
+    assert_eq!(status.phase, Phase::Failed);
+    let condition = &status.conditions[0];
+    assert_eq!(condition.reason, "BuilderPodFailed");
+    assert!(
+        condition.message.contains("cannot be scheduled")
+            && condition
+                .message
+                .contains("didn't match Pod's node affinity/selector"),
+        "{}",
+        condition.message
+    );
+    assert_eq!(pods_left(&fx.client, "nowhere").await, Vec::<String>::new());
+    assert_eq!(fx.lock_leases().await, Vec::<String>::new());
+    operator.stop().await.unwrap();
 }

@@ -1,8 +1,10 @@
-//! Two `kiln-operator run` replicas (the real binary, as the chart runs it with
-//! `operator.replicas: 2`) against a real kube-apiserver: only the holder of the Lease
-//! reconciles, the other stands by (and is ready); SIGKILL of the holder hands the Lease
-//! over once the holder's claim expired, and the new holder reconciles; SIGTERM of a
-//! holder releases the Lease.
+//! Several `kiln-operator run` replicas (the real binary, as the chart runs it with
+//! `operator.replicas: 2`) against a real kube-apiserver, two at a time: only the holder
+//! of the Lease reconciles, the other stands by (and is ready). SIGKILL of the holder
+//! hands the Lease over once the holder's claim expired; SIGTERM of the holder releases
+//! it, so the standby takes over within its retry period; a holder paused (SIGSTOP)
+//! past its claim loses the Lease and exits with status 1 when it resumes. After each
+//! handover the new holder reconciles.
 //!
 //! Which replica reconciled an ImageBuild is read from the API: the Events of the build
 //! carry `reportingInstance` = the replica's `POD_NAME`.
@@ -17,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::SignedDuration;
 use kiln_crds::ImageBuild;
 use kiln_e2e::control_plane::free_loopback_port;
@@ -82,19 +83,6 @@ fn image_build(name: &str, url: &str) -> ImageBuild {
                  "repo": "127.0.0.1:5999/shop"}
     }))
     .unwrap()
-}
-
-async fn install_crd(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &kiln_crds::crd())
-        .await
-        .unwrap();
-    let builds: Api<ImageBuild> = Api::all(client.clone());
-    let deadline = Instant::now() + TIMEOUT;
-    while builds.list(&ListParams::default()).await.is_err() {
-        assert!(Instant::now() < deadline, "CRD not served");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// One `kiln-operator run` process with `POD_NAME` = `name`.
@@ -251,7 +239,7 @@ async fn only_the_lease_holder_reconciles_and_a_killed_holder_hands_over() {
     .await
     .unwrap();
     let client = cp.client().await.unwrap();
-    install_crd(&client).await;
+    kiln_e2e::harness::install_crd(&client).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let url = bad_repo(tmp.path());
 
@@ -324,15 +312,82 @@ async fn only_the_lease_holder_reconciles_and_a_killed_holder_hands_over() {
     );
     assert!(reconciles(&b) > 0);
 
-    // SIGTERM: b finishes, releases the Lease and exits 0.
+    // SIGTERM with a standby (c) present: b finishes, releases the Lease and exits 0,
+    // and c takes over within its retry period instead of the lease duration.
+    let c = Replica::start("replica-c", cp.kubeconfig_path(), tmp.path());
+    eventually("replica-c is ready as a standby", &[&b, &c], || async {
+        c.alive();
+        let ready = c.get("/readyz").map(|(s, _)| s) == Some(200);
+        (ready && c.log().contains("standby: another replica holds the lease")).then_some(())
+    })
+    .await;
     signal_group(b.process.pid(), libc::SIGTERM);
+    let terminated = Instant::now();
     let status = eventually("replica-b exits after SIGTERM", &[&b], || async {
         b.process.exited()
     })
     .await;
     assert!(status.success(), "{status}\n{}", b.log());
     assert!(b.log().contains("released the lease"), "{}", b.log());
-    let released = lease(&client).await.unwrap().spec.unwrap();
-    assert_eq!(released.holder_identity, None);
-    assert_eq!(released.lease_transitions, Some(1));
+    let taken = eventually("replica-c takes the released Lease", &[&b, &c], || async {
+        let l = lease(&client).await?;
+        holder(&l)
+            .is_some_and(|h| h.starts_with("replica-c_"))
+            .then_some(l)
+    })
+    .await;
+    let handover = terminated.elapsed();
+    eprintln!(
+        "handover after SIGTERM: {:.1} s (retry period 2 s)",
+        handover.as_secs_f64()
+    );
+    assert!(handover < Duration::from_secs(8), "{handover:?}");
+    assert_eq!(taken.spec.unwrap().lease_transitions, Some(2));
+    assert_eq!(
+        build_once(&client, "third", &url, &[&c]).await,
+        ["replica-c"]
+    );
+
+    // SIGSTOP the holder (a frozen node, a long GC pause): d takes over after the
+    // claim expired. Resumed, c finds its renew deadline passed and exits with 1.
+    let d = Replica::start("replica-d", cp.kubeconfig_path(), tmp.path());
+    eventually("replica-d is ready as a standby", &[&c, &d], || async {
+        d.alive();
+        let ready = d.get("/readyz").map(|(s, _)| s) == Some(200);
+        (ready && d.log().contains("standby: another replica holds the lease")).then_some(())
+    })
+    .await;
+    signal_group(c.process.pid(), libc::SIGSTOP);
+    let taken = eventually(
+        "replica-d takes the Lease of the paused c",
+        &[&c, &d],
+        || async {
+            let l = lease(&client).await?;
+            holder(&l)
+                .is_some_and(|h| h.starts_with("replica-d_"))
+                .then_some(l)
+        },
+    )
+    .await;
+    assert_eq!(taken.spec.unwrap().lease_transitions, Some(3));
+    assert_eq!(
+        build_once(&client, "fourth", &url, &[&c, &d]).await,
+        ["replica-d"]
+    );
+    signal_group(c.process.pid(), libc::SIGCONT);
+    let resumed = Instant::now();
+    let status = eventually("the resumed replica-c exits", &[&c, &d], || async {
+        c.process.exited()
+    })
+    .await;
+    eprintln!(
+        "paused holder exits {:.1} s after resuming",
+        resumed.elapsed().as_secs_f64()
+    );
+    assert_eq!(status.code(), Some(1), "{}", c.log());
+    assert!(c.log().contains("lost the leadership"), "{}", c.log());
+    assert!(!c.log().contains("fourth"), "{}", c.log());
+    // d still leads.
+    let l = lease(&client).await.unwrap();
+    assert!(holder(&l).unwrap().starts_with("replica-d_"));
 }

@@ -91,6 +91,11 @@ pub struct Args {
     #[arg(long, env = "KILN_BUILDER_UNPRIVILEGED")]
     pub builder_unprivileged: bool,
 
+    /// How long a builder pod may stay unschedulable before its build fails with reason
+    /// BuilderPodFailed, as a Go duration (`10m`, `1h`).
+    #[arg(long, env = "KILN_BUILDER_SCHEDULE_TIMEOUT", default_value = "10m")]
+    pub builder_schedule_timeout: Option<String>,
+
     /// Registry `host[:port]` reached over plain HTTP (loopback registries always are);
     /// repeat for several. Passed to builder pods too.
     #[arg(
@@ -201,6 +206,12 @@ impl Args {
                 .map(|t| toleration(t))
                 .collect(),
             privileged: !self.builder_unprivileged,
+            schedule_timeout: self
+                .builder_schedule_timeout
+                .as_deref()
+                .map(kiln_crds::duration::parse_go_duration)
+                .transpose()
+                .context("--builder-schedule-timeout")?,
         })
     }
 }

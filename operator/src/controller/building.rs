@@ -33,7 +33,9 @@ use super::{Context, Error};
 use crate::config::{ImageKind, WerfConfig};
 use crate::lock::{LeaseGuard, StageLocks, TryAcquire};
 use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan};
-use crate::pods::names::{ANNOTATION_IMAGE, ANNOTATION_PLATFORM, ANNOTATION_REPO, stage_label};
+use crate::pods::names::{
+    ANNOTATION_IMAGE, ANNOTATION_PLATFORM, ANNOTATION_REPO, ANNOTATION_STAGE_DIGESTS, stage_label,
+};
 use crate::pods::{self, BuilderPodRequest, PodOutcome, builder_pod_name, pod_outcome};
 use crate::storage::{
     DockerConfig, Freshness, OldestCreationTs, RegistryClient, RegistryClientConfig, RepoRef,
@@ -172,6 +174,48 @@ pub async fn lookup_unit(
         found.push(stage);
     }
     Ok(found)
+}
+
+/// Copies the missing stages of a unit, in build order, from the first secondary repo that
+/// has each (werf `--secondary-repo`: read-only stages storages; a stage found there is
+/// copied into `repo` under its `DIGEST-TIMESTAMP` tag). Stops at the first stage no
+/// secondary repo has (the stages after it need it as their parent). Call under the stage
+/// locks. Returns whether anything was copied.
+///
+/// Errors: the registry refused a read or the copy.
+pub async fn copy_from_secondary(
+    storage: &StagesStorage,
+    unit: &ImagePlan,
+    found: &[Option<StageDescription>],
+) -> Result<bool, Error> {
+    if storage.repos().secondary_repos.is_empty() {
+        return Ok(false);
+    }
+    let digests = unit_digests(unit)?;
+    let mut parent_ts = None;
+    let mut copied = false;
+    for (digest, stage) in digests.iter().zip(found) {
+        if let Some(stage) = stage {
+            parent_ts = Some(stage.stage_id.creation_ts_ms());
+            continue;
+        }
+        let d = StageDigest::from_str(digest)
+            .map_err(|e| Error::Internal(format!("planned digest {digest}: {e}")))?;
+        let Some(stage) = storage
+            .find_in_secondary(&d, parent_ts, &OldestCreationTs)
+            .await
+            .map_err(storage_error(format!(
+                "copying stages of image {:?} ({}) from the secondary repos",
+                unit.name, unit.platform
+            )))?
+        else {
+            break;
+        };
+        tracing::info!(image = %unit.name, platform = %unit.platform, stage = %stage.stage_id, "stage copied from a secondary repo");
+        parent_ts = Some(stage.stage_id.creation_ts_ms());
+        copied = true;
+    }
+    Ok(copied)
 }
 
 /// werf's stage content digest (reference §1.2): SHA3-224 over (platform unless
@@ -323,11 +367,17 @@ pub fn failure_message(unit: &ImagePlan, pod: &str, outcome: &PodOutcome) -> Err
         PodOutcome::Lost { reason, message } => Error::BuilderPodFailed(format!(
             "{head}: builder pod {pod} ended without a result: {reason}: {message}"
         )),
-        PodOutcome::Unschedulable { message } => Error::BuilderPodFailed(format!(
-            "{head}: builder pod {pod} cannot be scheduled: {message}"
+        PodOutcome::Unschedulable { message, .. } => Error::BuilderPodFailed(format!(
+            "{head}: builder pod {pod} cannot be scheduled: {message} (check spec.builder.nodeSelector, tolerations and resources, and that a node of the platform exists)"
         )),
         PodOutcome::Running => Error::Internal(format!("{head}: pod {pod} still running")),
     }
+}
+
+/// True when a pod unschedulable since `since` has been so for longer than `limit`.
+fn unschedulable_too_long(since: k8s_openapi::jiff::Timestamp, limit: Duration) -> bool {
+    let waited = k8s_openapi::jiff::Timestamp::now().duration_since(since);
+    Duration::try_from(waited).is_ok_and(|w| w > limit)
 }
 
 /// True when a builder pod's termination message is a successful result.
@@ -381,6 +431,7 @@ pub async fn advance(
     let limit = ib.spec.effective_parallel_limit();
     let mut locks: Option<StageLocks> = None;
     let mut pods_seen: Vec<BuilderPodRef> = ours.values().map(pod_ref).collect();
+    let unsettled = settle_pod_leases(ctx, &mut locks, plan, &ours).await?;
     for (set_index, set) in plan.sets.sets.iter().enumerate() {
         let mut progress = SetProgress {
             set: set_index,
@@ -395,7 +446,6 @@ pub async fn advance(
             if missing.is_empty() {
                 continue;
             }
-            complete = false;
             let digests = unit_digests(unit)?;
             let missing_digests: Vec<String> =
                 missing.iter().map(|&i| digests[i].clone()).collect();
@@ -407,25 +457,37 @@ pub async fn advance(
                 &platform,
                 &missing_digests,
             );
-            if let Some(pod) = ours.get(&pod_name) {
+            if let Some(pod) = our_pod_for(&ours, &pod_name, &unit.name, &platform) {
+                let pod_name = pod.name_any();
+                let pod_digests = pod_stage_digests(pod);
                 let outcome = pod_outcome(pod);
                 match &outcome {
-                    PodOutcome::Running => {
-                        running += 1;
-                        progress
-                            .notes
-                            .push(format!("building {} ({platform})", unit.name));
+                    PodOutcome::Unschedulable {
+                        since: Some(since), ..
+                    } if unschedulable_too_long(
+                        *since,
+                        ctx.settings.builder.effective_schedule_timeout(),
+                    ) =>
+                    {
+                        return Err(failure_message(unit, &pod_name, &outcome));
                     }
-                    PodOutcome::Unschedulable { message } => {
+                    PodOutcome::Running | PodOutcome::Unschedulable { .. } => {
+                        complete = false;
                         running += 1;
-                        progress.notes.push(format!(
-                            "{} ({platform}) waits for a node: {message}",
-                            unit.name
-                        ));
+                        let locks = connect_locks(&mut locks, ctx, plan).await?;
+                        keep_leases(ctx, locks, &pod_name, &pod_digests).await?;
+                        progress.notes.push(match &outcome {
+                            PodOutcome::Unschedulable { message, .. } => {
+                                format!("{} ({platform}) waits for a node: {message}", unit.name)
+                            }
+                            _ => format!("building {} ({platform})", unit.name),
+                        });
                     }
-                    _ if succeeded(&outcome) => {
+                    _ => {
+                        if !succeeded(&outcome) {
+                            return Err(failure_message(unit, &pod_name, &outcome));
+                        }
                         // Published; a fresh lookup must see it.
-                        ctx.release_leases(&pod_name).await;
                         let again = lookup_unit(storage, unit, Freshness::Fresh).await?;
                         if again.iter().any(Option::is_none) {
                             return Err(Error::BuilderPodFailed(format!(
@@ -434,13 +496,10 @@ pub async fn advance(
                             )));
                         }
                     }
-                    _ => {
-                        ctx.release_leases(&pod_name).await;
-                        return Err(failure_message(unit, &pod_name, &outcome));
-                    }
                 }
                 continue;
             }
+            complete = false;
             if limit.is_some_and(|l| running >= l) {
                 progress
                     .notes
@@ -456,18 +515,7 @@ pub async fn advance(
                 ));
                 continue;
             }
-            if locks.is_none() {
-                locks = Some(
-                    StageLocks::connect(
-                        ctx.client.clone(),
-                        &ctx.settings.lock_namespace,
-                        &plan.project,
-                    )
-                    .await
-                    .map_err(Error::Lock)?,
-                );
-            }
-            let stage_locks = locks.as_ref().expect("connected above");
+            let stage_locks = connect_locks(&mut locks, ctx, plan).await?;
             let Some(guards) = take_locks(stage_locks, &missing_digests).await? else {
                 progress.notes.push(format!(
                     "{} ({platform}) waits for the lock of a stage another build publishes",
@@ -475,8 +523,14 @@ pub async fn advance(
                 ));
                 continue;
             };
-            // Check again under the locks with a fresh tags list (werf's publishing protocol).
-            let again = lookup_unit(storage, unit, Freshness::Fresh).await?;
+            // Check again under the locks with a fresh tags list (werf's publishing protocol),
+            // then take what the secondary repos have.
+            let mut again = lookup_unit(storage, unit, Freshness::Fresh).await?;
+            if again.iter().any(Option::is_none)
+                && copy_from_secondary(storage, unit, &again).await?
+            {
+                again = lookup_unit(storage, unit, Freshness::Cached).await?;
+            }
             if again.iter().all(Option::is_some) {
                 release(guards).await;
                 continue;
@@ -515,11 +569,163 @@ pub async fn advance(
             return Ok(progress);
         }
     }
+    if !unsettled.is_empty() {
+        return Ok(SetProgress {
+            set: plan.sets.sets.len().saturating_sub(1),
+            notes: vec![format!(
+                "waits for the stage leases of builder pods {} to expire (the operator restarted while they ran)",
+                unsettled.join(", ")
+            )],
+            pods: pods_seen,
+        });
+    }
     Ok(SetProgress {
         set: plan.sets.sets.len(),
         notes: Vec::new(),
         pods: pods_seen,
     })
+}
+
+/// Our builder pod for an image × platform: the one named for the stages missing now, else
+/// one whose stages were partly published since it started (its name was made from more
+/// missing stages).
+fn our_pod_for<'a>(
+    ours: &'a HashMap<String, Pod>,
+    pod_name: &str,
+    image: &str,
+    platform: &str,
+) -> Option<&'a Pod> {
+    ours.get(pod_name).or_else(|| {
+        ours.values().find(|p| {
+            let a = p.annotations();
+            a.get(ANNOTATION_IMAGE).map(String::as_str) == Some(image)
+                && a.get(ANNOTATION_PLATFORM).map(String::as_str) == Some(platform)
+                && p.metadata.deletion_timestamp.is_none()
+        })
+    })
+}
+
+/// The stage digests a builder pod was created for (its stage-digests annotation).
+fn pod_stage_digests(pod: &Pod) -> Vec<String> {
+    pod.annotations()
+        .get(ANNOTATION_STAGE_DIGESTS)
+        .map(|d| {
+            d.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn connect_locks<'a>(
+    locks: &'a mut Option<StageLocks>,
+    ctx: &Context,
+    plan: &ProjectPlan,
+) -> Result<&'a StageLocks, Error> {
+    if locks.is_none() {
+        *locks = Some(
+            StageLocks::connect(
+                ctx.client.clone(),
+                &ctx.settings.lock_namespace,
+                &plan.project,
+            )
+            .await
+            .map_err(Error::Lock)?,
+        );
+    }
+    Ok(locks.as_ref().expect("connected above"))
+}
+
+/// Keeps the stage leases of a running builder pod held by this operator. After an
+/// operator restart they are gone from memory (the old process's leases run out 10 s
+/// after it stopped renewing), and a lease can be lost when renewing failed for longer
+/// than its TTL: in both cases take them again as soon as they are free, so the stages
+/// the pod publishes stay locked until it ends.
+async fn keep_leases(
+    ctx: &Context,
+    locks: &StageLocks,
+    pod_name: &str,
+    digests: &[String],
+) -> Result<(), Error> {
+    if ctx.holds_leases(pod_name).await {
+        return Ok(());
+    }
+    ctx.release_leases(pod_name).await;
+    if let Some(guards) = take_locks(locks, digests).await? {
+        tracing::info!(pod = %pod_name, stages = digests.len(), "stage leases of a running builder pod taken again");
+        ctx.hold_leases(pod_name, guards).await;
+    }
+    Ok(())
+}
+
+/// Settles the stage leases of this build's builder pods before it may finish: an ended
+/// pod's leases are released; a running pod's (its stages can be found before the pod
+/// exits) are held by this process, taken back if a previous operator process held them.
+/// Returns the pods whose leases a previous operator process still holds (they expire
+/// within the lease TTL). Without pods no lock API call is made.
+async fn settle_pod_leases(
+    ctx: &Context,
+    locks: &mut Option<StageLocks>,
+    plan: &ProjectPlan,
+    ours: &HashMap<String, Pod>,
+) -> Result<Vec<String>, Error> {
+    let mut unsettled = Vec::new();
+    for (name, pod) in ours {
+        let locks = connect_locks(locks, ctx, plan).await?;
+        let digests = pod_stage_digests(pod);
+        let settled = match pod_outcome(pod) {
+            PodOutcome::Running | PodOutcome::Unschedulable { .. } => {
+                keep_leases(ctx, locks, name, &digests).await?;
+                ctx.holds_leases(name).await
+            }
+            _ => release_leases_of(ctx, locks, name, &digests).await?,
+        };
+        if !settled {
+            unsettled.push(name.clone());
+        }
+    }
+    unsettled.sort();
+    Ok(unsettled)
+}
+
+/// Releases the stage leases of a finished builder pod. Leases this process does not hold
+/// (it restarted while the pod ran) are taken and released, so none is left behind;
+/// `false` when one is still held by the previous holder (wait for it to expire).
+async fn release_leases_of(
+    ctx: &Context,
+    locks: &StageLocks,
+    pod_name: &str,
+    digests: &[String],
+) -> Result<bool, Error> {
+    if ctx.holds_leases(pod_name).await {
+        ctx.release_leases(pod_name).await;
+        return Ok(true);
+    }
+    ctx.release_leases(pod_name).await;
+    let mut stale = Vec::new();
+    for digest in digests {
+        let Some(record) = locks
+            .locker()
+            .read(&locks.lock_name(digest))
+            .await
+            .map_err(Error::Lock)?
+        else {
+            continue;
+        };
+        stale.push((digest.clone(), record));
+    }
+    if stale.is_empty() {
+        return Ok(true);
+    }
+    let stale_digests: Vec<String> = stale.into_iter().map(|(d, _)| d).collect();
+    match take_locks(locks, &stale_digests).await? {
+        Some(guards) => {
+            release(guards).await;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 fn create_or_adopt<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
@@ -608,6 +814,18 @@ mod tests {
             content_digest("linux/arm64", "dockerfile", d),
             content_digest("linux/amd64", "dockerfile", d)
         );
+    }
+
+    #[test]
+    fn unschedulable_fails_only_after_the_limit() {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let ago = |s: i64| now - k8s_openapi::jiff::SignedDuration::from_secs(s);
+        let limit = Duration::from_secs(600);
+        assert!(!unschedulable_too_long(ago(30), limit));
+        assert!(!unschedulable_too_long(ago(590), limit));
+        assert!(unschedulable_too_long(ago(620), limit));
+        // A clock skewed into the future never fails the build early.
+        assert!(!unschedulable_too_long(ago(-60), limit));
     }
 
     #[test]

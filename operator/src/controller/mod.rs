@@ -117,6 +117,15 @@ impl Context {
         self.leases.lock().await.insert(pod.to_owned(), guards);
     }
 
+    /// True when leases are held for `pod` and none of them was lost.
+    async fn holds_leases(&self, pod: &str) -> bool {
+        self.leases
+            .lock()
+            .await
+            .get(pod)
+            .is_some_and(|guards| guards.iter().all(LeaseGuard::is_held))
+    }
+
     /// Releases the leases held for `pod`, if any.
     async fn release_leases(&self, pod: &str) {
         let guards = self.leases.lock().await.remove(pod);
@@ -248,9 +257,9 @@ async fn building_step(
         .clone()
         .ok_or_else(|| Error::Internal("Building without a commit in the status".into()))?;
     let resolved = source::resolve(ib, ctx, Some(&commit)).await?;
-    let (config, plan) = planning::plan_with_config(ib, &resolved.mirror, &commit).await?;
+    let plan = planning::plan(ib, &resolved.mirror, &commit).await?;
     let storage = building::connect_storage(ib, ctx).await?;
-    let progress = building::advance(ib, ctx, &config, &plan, &storage).await?;
+    let progress = building::advance(ib, ctx, &plan.config, &plan, &storage).await?;
     if progress.set < plan.sets.sets.len() {
         let message = format!(
             "build set {} of {}: {}",
@@ -278,7 +287,7 @@ async fn building_step(
             .map_or(building::POLL, |left| left.min(building::POLL));
         return Ok(Action::requeue(requeue.max(Duration::from_millis(100))));
     }
-    let outcome = finish::publish(ib, ctx, &config, &plan, &storage).await?;
+    let outcome = finish::publish(ib, ctx, &plan.config, &plan, &storage).await?;
     let mut next = status::finished(
         current,
         Reason::AllImagesPublished,

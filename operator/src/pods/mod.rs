@@ -66,6 +66,21 @@ pub struct BuilderDefaults {
     pub tolerations: Vec<Toleration>,
     /// Run the builder container privileged (Buildah needs mount rights on most clusters).
     pub privileged: bool,
+    /// How long a builder pod may stay unschedulable (no node matches its selector,
+    /// resources or tolerations) before the build fails; `None` =
+    /// [`DEFAULT_SCHEDULE_TIMEOUT`].
+    pub schedule_timeout: Option<std::time::Duration>,
+}
+
+/// Default of [`BuilderDefaults::schedule_timeout`]: 10 minutes, long enough for a cluster
+/// autoscaler to add a node.
+pub const DEFAULT_SCHEDULE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl BuilderDefaults {
+    /// [`BuilderDefaults::schedule_timeout`] or its default.
+    pub fn effective_schedule_timeout(&self) -> std::time::Duration {
+        self.schedule_timeout.unwrap_or(DEFAULT_SCHEDULE_TIMEOUT)
+    }
 }
 
 /// What one builder pod builds.

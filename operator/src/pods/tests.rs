@@ -3,6 +3,7 @@ use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateTerminated, ContainerStatus, PodCondition, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kiln_crds::imagebuild::BuilderSpec;
 
 fn build() -> ImageBuild {
@@ -251,6 +252,9 @@ fn outcomes() {
             status: "False".into(),
             reason: Some("Unschedulable".into()),
             message: Some("0/1 nodes match kubernetes.io/arch=s390x".into()),
+            last_transition_time: Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+            )),
             ..PodCondition::default()
         }]),
         ..PodStatus::default()
@@ -258,7 +262,8 @@ fn outcomes() {
     assert_eq!(
         pod_outcome(&unschedulable),
         PodOutcome::Unschedulable {
-            message: "0/1 nodes match kubernetes.io/arch=s390x".into()
+            message: "0/1 nodes match kubernetes.io/arch=s390x".into(),
+            since: Some(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap()),
         }
     );
     let exited = pod_with(PodStatus {

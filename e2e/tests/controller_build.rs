@@ -24,6 +24,13 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 const IMAGES: [&str; 3] = ["backend", "frontend", "frontend-assets"];
 const PLATFORMS: [&str; 2] = ["linux/amd64", "linux/arm64"];
 
+/// The e2e settings with a builder pod allowed to wait `schedule_timeout` for a node.
+fn settings_with_schedule_timeout(registry: &str, schedule_timeout: Duration) -> Settings {
+    let mut s = settings(registry);
+    s.builder.schedule_timeout = Some(schedule_timeout);
+    s
+}
+
 fn settings(registry: &str) -> Settings {
     Settings {
         builder: BuilderDefaults {
@@ -316,8 +323,16 @@ async fn sample_builds_then_reuses_every_stage_then_rebuilds_what_a_change_touch
     let stage_tags_before: BTreeSet<String> = fx.stage_tags().await.into_iter().collect();
     assert_eq!(stage_tags_before.len(), 6, "{tags:?}");
 
-    // 2. Same commit again: every stage reused, no pod.
-    let second = create_and_wait(&api, &fx.sample("second")).await;
+    // 2. Same commit again, werf.yaml given inline (the same text): every stage reused,
+    // no pod.
+    let mut second = fx.sample("second");
+    let werf_yaml =
+        std::fs::read_to_string(harness::sample_project_dir().join("werf.yaml")).unwrap();
+    second.spec.config = Some(kiln_crds::imagebuild::ConfigSpec {
+        path: None,
+        inline: Some(werf_yaml),
+    });
+    let second = create_and_wait(&api, &second).await;
     assert_succeeded(&second);
     assert_eq!(builder_pods_of(&second), BTreeSet::new());
     assert!(rebuilt_by_image(&second).values().all(|r| !r));
@@ -351,6 +366,35 @@ async fn sample_builds_then_reuses_every_stage_then_rebuilds_what_a_change_touch
     let tags_after: BTreeSet<String> = fx.stage_tags().await.into_iter().collect();
     assert_eq!(tags_after.len(), 8, "two new stage tags: {tags_after:?}");
     assert!(tags_after.is_superset(&stage_tags_before));
+
+    // 4. A new stages storage with the old one as a secondary repo: every stage is copied
+    // from it under its DIGEST-TIMESTAMP tag, nothing is built.
+    let mut copy = fx.sample("copy");
+    copy.spec.repo = format!("{registry}/shop-copy");
+    copy.spec.secondary_repos = vec![format!("{registry}/shop")];
+    let copy = create_and_wait(&api, &copy).await;
+    assert_succeeded(&copy);
+    assert_eq!(builder_pods_of(&copy), BTreeSet::new());
+    let copy_repo = RepoRef::from_str(&format!("{registry}/shop-copy")).unwrap();
+    let copied: BTreeSet<String> = storage
+        .list_tags(&copy_repo)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| is_stage_tag(t))
+        .collect();
+    let third_stage_tags: BTreeSet<String> = third
+        .status
+        .as_ref()
+        .unwrap()
+        .report
+        .as_ref()
+        .unwrap()
+        .images_by_platform
+        .values()
+        .flat_map(|by_platform| by_platform.values().map(|r| r.docker_tag.clone()))
+        .collect();
+    assert_eq!(copied, third_stage_tags);
 
     operator.stop().await.unwrap();
 }
@@ -465,4 +509,40 @@ async fn operator_killed_mid_build_and_restarted_completes_without_duplicates_or
     assert_eq!(pods_left(&fx.client, "crash").await, Vec::<String>::new());
     assert_eq!(fx.lock_leases().await, Vec::<String>::new(), "{log}");
     drop(second);
+}
+
+#[tokio::test]
+async fn a_builder_pod_no_node_fits_fails_the_build_after_the_schedule_timeout() {
+    let fx = Fixture::start().await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings_with_schedule_timeout(&fx.registry, Duration::from_secs(3)),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let mut ib = fx.sample("nowhere");
+    ib.spec.images = vec!["backend".into()];
+    ib.spec.platforms = vec!["linux/amd64".into()];
+    ib.spec.builder = Some(kiln_crds::imagebuild::BuilderSpec {
+        node_selector: BTreeMap::from([("pool".to_owned(), "gpu".to_owned())]),
+        ..Default::default()
+    });
+    let ib = create_and_wait(&api, &ib).await;
+    let status = ib.status.as_ref().unwrap();
+    assert_eq!(status.phase, Phase::Failed);
+    let condition = &status.conditions[0];
+    assert_eq!(condition.reason, "BuilderPodFailed");
+    assert!(
+        condition.message.contains("cannot be scheduled")
+            && condition
+                .message
+                .contains("didn't match Pod's node affinity/selector"),
+        "{}",
+        condition.message
+    );
+    assert_eq!(pods_left(&fx.client, "nowhere").await, Vec::<String>::new());
+    assert_eq!(fx.lock_leases().await, Vec::<String>::new());
+    operator.stop().await.unwrap();
 }

@@ -486,3 +486,41 @@ fn unknown_requested_image_is_an_error() {
         "image \"nope\" is not defined in werf.yaml"
     );
 }
+
+#[test]
+fn inline_config_plans_like_the_committed_file_and_ignores_it() {
+    let committed = plan(&seed_files(SEED_WERF_YAML));
+    // The commit's werf.yaml says something else entirely: the inline text wins.
+    let files = with_file(
+        seed_files(SEED_WERF_YAML),
+        "werf.yaml",
+        "project: other\nconfigVersion: 1\n---\nimage: x\ndockerfile: Dockerfile\n",
+    );
+    let inline = plan_files(
+        &files,
+        &PlanRequest {
+            inline_config: Some(SEED_WERF_YAML),
+            ..PlanRequest::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(inline.project, committed.project);
+    assert_eq!(inline.sets, committed.sets);
+    for image in ["backend", "frontend", "frontend-assets"] {
+        assert_eq!(digest_of(&inline, image), digest_of(&committed, image));
+    }
+}
+
+#[test]
+fn malformed_inline_config_is_named_in_the_error() {
+    let err = plan_files(
+        &seed_files(SEED_WERF_YAML),
+        &PlanRequest {
+            inline_config: Some("project: shop\nconfigVersion: 1\n---\nimage: [\n"),
+            ..PlanRequest::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("spec.config.inline"), "{err}");
+}

@@ -30,7 +30,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -293,6 +293,29 @@ async fn bind(client: &kube::Client, pod: &Pod, node: &str) {
     }
 }
 
+/// Records the scheduler's verdict on a pod the node cannot take (a `PodScheduled`
+/// condition with reason `Unschedulable`), as kube-scheduler does for a pod no node fits.
+async fn mark_unschedulable(client: &kube::Client, pod: &Pod, message: &str) {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let status = serde_json::json!({
+        "status": {"conditions": [{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+        }]}
+    });
+    if let Err(e) = pods
+        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(status))
+        .await
+    {
+        tracing::debug!(pod = %name, namespace = %ns, error = %e, "marking unschedulable failed");
+    }
+}
+
 async fn watch_pods(shared: Arc<Shared>, node: String, labels: BTreeMap<String, String>) {
     let api: Api<Pod> = Api::all(shared.client.clone());
     let mut runners: HashMap<String, RunnerHandle> = HashMap::new();
@@ -337,6 +360,9 @@ async fn watch_pods(shared: Arc<Shared>, node: String, labels: BTreeMap<String, 
                 let client = shared.client.clone();
                 let node = node.clone();
                 tokio::spawn(async move { bind(&client, &pod, &node).await });
+            } else if let Some(message) = scheduling::unschedulable_message(&pod, &labels) {
+                let client = shared.client.clone();
+                tokio::spawn(async move { mark_unschedulable(&client, &pod, &message).await });
             }
             continue;
         }

@@ -13,6 +13,36 @@ pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
 /// True if `pod` is unbound, not being deleted, not gated, asks for the default
 /// scheduler, and its nodeSelector and required node affinity match `labels`.
 pub fn should_bind(pod: &Pod, labels: &BTreeMap<String, String>) -> bool {
+    waits_for_scheduler(pod) && fits(pod, labels)
+}
+
+/// The scheduler's verdict for a pod that waits for it but does not fit the node, as the
+/// scheduler writes it into the pod's `PodScheduled` condition (reason `Unschedulable`);
+/// `None` if the pod fits, does not wait for the scheduler, or already has that verdict.
+pub fn unschedulable_message(pod: &Pod, labels: &BTreeMap<String, String>) -> Option<String> {
+    if !waits_for_scheduler(pod) || fits(pod, labels) {
+        return None;
+    }
+    let already = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+            })
+        });
+    (!already).then(|| {
+        "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. \
+         preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+            .to_owned()
+    })
+}
+
+/// Unbound, not being deleted, not gated, for the default scheduler, not ended.
+fn waits_for_scheduler(pod: &Pod) -> bool {
     let Some(spec) = &pod.spec else { return false };
     if spec.node_name.as_deref().is_some_and(|n| !n.is_empty())
         || pod.metadata.deletion_timestamp.is_some()
@@ -32,6 +62,12 @@ pub fn should_bind(pod: &Pod, labels: &BTreeMap<String, String>) -> bool {
     {
         return false;
     }
+    true
+}
+
+/// The pod's nodeSelector and required node affinity match `labels`.
+fn fits(pod: &Pod, labels: &BTreeMap<String, String>) -> bool {
+    let Some(spec) = &pod.spec else { return false };
     let selector_ok = spec
         .node_selector
         .iter()

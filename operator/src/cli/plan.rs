@@ -87,6 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening {}", args.repo_dir.display()))?;
     let request = PlanRequest {
         config_path: &args.config,
+        inline_config: None,
         images: &args.images,
         platforms: &platforms,
         staged_dockerfile_version: match args.staged_dockerfile_version {

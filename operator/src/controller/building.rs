@@ -188,6 +188,48 @@ pub async fn lookup_unit(
     Ok(found)
 }
 
+/// Copies the missing stages of a unit, in build order, from the first secondary repo that
+/// has each (werf `--secondary-repo`: read-only stages storages; a stage found there is
+/// copied into `repo` under its `DIGEST-TIMESTAMP` tag). Stops at the first stage no
+/// secondary repo has (the stages after it need it as their parent). Call under the stage
+/// locks. Returns whether anything was copied.
+///
+/// Errors: the registry refused a read or the copy.
+pub async fn copy_from_secondary(
+    storage: &StagesStorage,
+    unit: &ImagePlan,
+    found: &[Option<StageDescription>],
+) -> Result<bool, Error> {
+    if storage.repos().secondary_repos.is_empty() {
+        return Ok(false);
+    }
+    let digests = unit_digests(unit)?;
+    let mut parent_ts = None;
+    let mut copied = false;
+    for (digest, stage) in digests.iter().zip(found) {
+        if let Some(stage) = stage {
+            parent_ts = Some(stage.stage_id.creation_ts_ms());
+            continue;
+        }
+        let d = StageDigest::from_str(digest)
+            .map_err(|e| Error::Internal(format!("planned digest {digest}: {e}")))?;
+        let Some(stage) = storage
+            .find_in_secondary(&d, parent_ts, &OldestCreationTs)
+            .await
+            .map_err(storage_error(format!(
+                "copying stages of image {:?} ({}) from the secondary repos",
+                unit.name, unit.platform
+            )))?
+        else {
+            break;
+        };
+        tracing::info!(image = %unit.name, platform = %unit.platform, stage = %stage.stage_id, "stage copied from a secondary repo");
+        parent_ts = Some(stage.stage_id.creation_ts_ms());
+        copied = true;
+    }
+    Ok(copied)
+}
+
 /// werf's stage content digest (reference §1.2): SHA3-224 over (platform unless
 /// linux/amd64, "1.2", "<stage>-content", "", stage digest, "").
 pub fn content_digest(platform: &str, stage_name: &str, digest: &str) -> String {
@@ -346,11 +388,17 @@ pub fn failure_message(unit: &ImagePlan, pod: &str, outcome: &PodOutcome) -> Err
         PodOutcome::Lost { reason, message } => Error::BuilderPodFailed(format!(
             "{head}: builder pod {pod} ended without a result: {reason}: {message}"
         )),
-        PodOutcome::Unschedulable { message } => Error::BuilderPodFailed(format!(
-            "{head}: builder pod {pod} cannot be scheduled: {message}"
+        PodOutcome::Unschedulable { message, .. } => Error::BuilderPodFailed(format!(
+            "{head}: builder pod {pod} cannot be scheduled: {message} (check spec.builder.nodeSelector, tolerations and resources, and that a node of the platform exists)"
         )),
         PodOutcome::Running => Error::Internal(format!("{head}: pod {pod} still running")),
     }
+}
+
+/// True when a pod unschedulable since `since` has been so for longer than `limit`.
+fn unschedulable_too_long(since: k8s_openapi::jiff::Timestamp, limit: Duration) -> bool {
+    let waited = k8s_openapi::jiff::Timestamp::now().duration_since(since);
+    Duration::try_from(waited).is_ok_and(|w| w > limit)
 }
 
 /// True when a builder pod's termination message is a successful result.
@@ -436,13 +484,22 @@ pub async fn advance(
                 let pod_digests = pod_stage_digests(pod);
                 let outcome = pod_outcome(pod);
                 match &outcome {
+                    PodOutcome::Unschedulable {
+                        since: Some(since), ..
+                    } if unschedulable_too_long(
+                        *since,
+                        ctx.settings.builder.effective_schedule_timeout(),
+                    ) =>
+                    {
+                        return Err(failure_message(unit, &pod_name, &outcome));
+                    }
                     PodOutcome::Running | PodOutcome::Unschedulable { .. } => {
                         complete = false;
                         running += 1;
                         let locks = connect_locks(&mut locks, ctx, plan).await?;
                         keep_leases(ctx, locks, &pod_name, &pod_digests).await?;
                         progress.notes.push(match &outcome {
-                            PodOutcome::Unschedulable { message } => {
+                            PodOutcome::Unschedulable { message, .. } => {
                                 format!("{} ({platform}) waits for a node: {message}", unit.name)
                             }
                             _ => format!("building {} ({platform})", unit.name),
@@ -488,8 +545,14 @@ pub async fn advance(
                 ));
                 continue;
             };
-            // Check again under the locks with a fresh tags list (werf's publishing protocol).
-            let again = lookup_unit(storage, unit, Freshness::Fresh).await?;
+            // Check again under the locks with a fresh tags list (werf's publishing protocol),
+            // then take what the secondary repos have.
+            let mut again = lookup_unit(storage, unit, Freshness::Fresh).await?;
+            if again.iter().any(Option::is_none)
+                && copy_from_secondary(storage, unit, &again).await?
+            {
+                again = lookup_unit(storage, unit, Freshness::Cached).await?;
+            }
             if again.iter().all(Option::is_some) {
                 release(guards).await;
                 continue;
@@ -777,6 +840,18 @@ mod tests {
             content_digest("linux/arm64", "dockerfile", d),
             content_digest("linux/amd64", "dockerfile", d)
         );
+    }
+
+    #[test]
+    fn unschedulable_fails_only_after_the_limit() {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let ago = |s: i64| now - k8s_openapi::jiff::SignedDuration::from_secs(s);
+        let limit = Duration::from_secs(600);
+        assert!(!unschedulable_too_long(ago(30), limit));
+        assert!(!unschedulable_too_long(ago(590), limit));
+        assert!(unschedulable_too_long(ago(620), limit));
+        // A clock skewed into the future never fails the build early.
+        assert!(!unschedulable_too_long(ago(-60), limit));
     }
 
     #[test]

@@ -258,10 +258,10 @@ async fn building_step(
         .clone()
         .ok_or_else(|| Error::Internal("Building without a commit in the status".into()))?;
     let resolved = source::resolve(ib, ctx, Some(&commit)).await?;
-    let (config, mut plan) = planning::plan_with_config(ib, &resolved.mirror, &commit).await?;
+    let mut plan = planning::plan(ib, &resolved.mirror, &commit).await?;
     let storage = building::connect_storage(ib, ctx).await?;
-    let staged = staged::resolve(ib, &config, &mut plan, &storage, &resolved.mirror).await?;
-    let progress = building::advance(ib, ctx, &config, &plan, &storage, &staged).await?;
+    let staged = staged::resolve(ib, &mut plan, &storage, &resolved.mirror).await?;
+    let progress = building::advance(ib, ctx, &plan.config, &plan, &storage, &staged).await?;
     if progress.set < plan.sets.sets.len() {
         let message = format!(
             "build set {} of {}: {}",
@@ -289,7 +289,7 @@ async fn building_step(
             .map_or(building::POLL, |left| left.min(building::POLL));
         return Ok(Action::requeue(requeue.max(Duration::from_millis(100))));
     }
-    let outcome = finish::publish(ib, ctx, &config, &plan, &storage).await?;
+    let outcome = finish::publish(ib, ctx, &plan.config, &plan, &storage).await?;
     let mut next = status::finished(
         current,
         Reason::AllImagesPublished,

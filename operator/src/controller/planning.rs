@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::{Context, Error, now, source, status, write_status};
-use crate::config::{Platform, WerfConfig};
+use crate::config::Platform;
 use crate::plan::ParallelOptions;
 use crate::plan::project::{
     PlanRequest, ProjectPlan, StagedDockerfileVersion as PlannerStaged, plan_project,
@@ -33,20 +33,17 @@ pub fn spec_platforms(ib: &ImageBuild) -> Result<Vec<Platform>, Error> {
         .collect()
 }
 
-/// Plans `ib` at `commit` from the mirror at `mirror`, on a blocking thread.
+/// Plans `ib` at `commit` from the mirror at `mirror`, on a blocking thread; werf.yaml comes
+/// from `spec.config.path` in the commit (default `werf.yaml`, then `werf.yml`) or is
+/// `spec.config.inline` (its Dockerfiles and files still come from the commit).
 ///
-/// Errors: [`Error::Unsupported`] for `spec.config.inline` (the planner reads werf.yaml from
-/// the commit only), [`Error::InvalidPlatform`], [`Error::Plan`].
+/// Errors: [`Error::InvalidSpec`] for a bad `spec.config`, [`Error::InvalidPlatform`],
+/// [`Error::Plan`].
 pub async fn plan(ib: &ImageBuild, mirror: &Path, commit: &str) -> Result<ProjectPlan, Error> {
-    let config_path = match ib.spec.config_source() {
-        Ok(ConfigSource::Default) => "werf.yaml".to_owned(),
-        Ok(ConfigSource::Path(p)) => p.to_owned(),
-        Ok(ConfigSource::Inline(_)) => {
-            return Err(Error::Unsupported(
-                "spec.config.inline is not supported yet: commit werf.yaml and set spec.config.path"
-                    .into(),
-            ));
-        }
+    let (config_path, inline_config) = match ib.spec.config_source() {
+        Ok(ConfigSource::Default) => ("werf.yaml".to_owned(), None),
+        Ok(ConfigSource::Path(p)) => (p.to_owned(), None),
+        Ok(ConfigSource::Inline(text)) => ("werf.yaml".to_owned(), Some(text.to_owned())),
         Err(e) => return Err(Error::InvalidSpec(kiln_crds::SpecErrors(vec![e]))),
     };
     let platforms = spec_platforms(ib)?;
@@ -66,6 +63,7 @@ pub async fn plan(ib: &ImageBuild, mirror: &Path, commit: &str) -> Result<Projec
             .map_err(|e| Error::Plan(crate::plan::project::ProjectPlanError::Source(e)))?;
         let request = PlanRequest {
             config_path: &config_path,
+            inline_config: inline_config.as_deref(),
             images: &images,
             platforms: &platforms,
             staged_dockerfile_version: staged,
@@ -75,49 +73,6 @@ pub async fn plan(ib: &ImageBuild, mirror: &Path, commit: &str) -> Result<Projec
     })
     .await
     .map_err(|e| Error::Internal(format!("planning task: {e}")))?
-}
-
-/// [`plan`] plus the parsed werf.yaml (the builder job needs each image's directives).
-///
-/// Errors: as [`plan`].
-pub async fn plan_with_config(
-    ib: &ImageBuild,
-    mirror: &Path,
-    commit: &str,
-) -> Result<(WerfConfig, ProjectPlan), Error> {
-    let plan = plan(ib, mirror, commit).await?;
-    let config_path = match ib.spec.config_source() {
-        Ok(ConfigSource::Path(p)) => p.to_owned(),
-        _ => "werf.yaml".to_owned(),
-    };
-    let mirror = mirror.to_owned();
-    let commit = commit.to_owned();
-    let config = tokio::task::spawn_blocking(move || -> Result<WerfConfig, Error> {
-        let tree = GitTree::open(&mirror, Some(&commit))
-            .map_err(|e| Error::Plan(crate::plan::project::ProjectPlanError::Source(e)))?;
-        let mut found = tree
-            .read_file(&config_path)
-            .map_err(|e| Error::Plan(crate::plan::project::ProjectPlanError::Source(e)))?
-            .map(|b| (config_path.clone(), b));
-        if found.is_none() && config_path == "werf.yaml" {
-            found = tree
-                .read_file("werf.yml")
-                .map_err(|e| Error::Plan(crate::plan::project::ProjectPlanError::Source(e)))?
-                .map(|b| ("werf.yml".to_owned(), b));
-        }
-        let (path, bytes) = found.ok_or_else(|| {
-            Error::Plan(crate::plan::project::ProjectPlanError::ConfigNotFound {
-                path: config_path.clone(),
-                commit: commit.clone(),
-            })
-        })?;
-        let text = String::from_utf8_lossy(&bytes);
-        WerfConfig::parse(&path, &text)
-            .map_err(|e| Error::Plan(crate::plan::project::ProjectPlanError::Config(e)))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("config task: {e}")))??;
-    Ok((config, plan))
 }
 
 /// The plan as the status shows it.

@@ -26,7 +26,7 @@ use kiln_crds::job::{Instruction, ParentRef, StageBuild, StageJob};
 
 use super::Error;
 use super::building::content_digest;
-use crate::config::{ImageKind, WerfConfig};
+use crate::config::ImageKind;
 use crate::digest::staged::{StageBase, StagedInputs, StagedStep};
 use crate::digest::{DockerfileImageInput, PlannedStage, StagedMode, dockerfile_image_stages_with};
 use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan, StagePlan};
@@ -185,7 +185,6 @@ impl UnitInput {
 /// error.
 pub async fn resolve(
     ib: &ImageBuild,
-    config: &WerfConfig,
     plan: &mut ProjectPlan,
     storage: &StagesStorage,
     mirror: &Path,
@@ -195,7 +194,13 @@ pub async fn resolve(
         kiln_crds::imagebuild::StagedDockerfileVersion::V2 => StagedMode::StagedV2,
     };
     let mut out = StagedUnits::default();
-    for unit in plan.images.iter_mut() {
+    let ProjectPlan {
+        images,
+        config,
+        commit,
+        ..
+    } = plan;
+    for unit in images.iter_mut() {
         if unit.kind != ImageBuildKind::StagedDockerfile
             || unit.stages.iter().any(|s| !s.pending_on.is_empty())
         {
@@ -209,7 +214,7 @@ pub async fn resolve(
         };
         let input = UnitInput {
             mirror: mirror.to_owned(),
-            commit: plan.commit.clone(),
+            commit: commit.clone(),
             image: unit.name.clone(),
             context: d.context.clone().unwrap_or_default(),
             dockerfile: d.dockerfile.clone(),

@@ -35,6 +35,9 @@ pub struct PlanRequest<'a> {
     /// werf.yaml path in the repository (`werf.yaml`; `werf.yml` is tried when the default is
     /// absent, as werf does).
     pub config_path: &'a str,
+    /// werf.yaml text given directly (an ImageBuild's `spec.config.inline`); when set,
+    /// `config_path` is not read and errors name the file [`INLINE_CONFIG_NAME`].
+    pub inline_config: Option<&'a str>,
     /// Images to plan (with their dependencies); all when empty.
     pub images: &'a [String],
     /// `--platform`: overrides every other platform setting when non-empty.
@@ -49,6 +52,7 @@ impl Default for PlanRequest<'_> {
     fn default() -> Self {
         PlanRequest {
             config_path: "werf.yaml",
+            inline_config: None,
             images: &[],
             platforms: &[],
             staged_dockerfile_version: StagedDockerfileVersion::V1,
@@ -57,6 +61,9 @@ impl Default for PlanRequest<'_> {
     }
 }
 
+/// The file name errors give for an inline werf.yaml ([`PlanRequest::inline_config`]).
+pub const INLINE_CONFIG_NAME: &str = "spec.config.inline";
+
 /// The plan of a project at a commit.
 #[derive(Debug, Clone)]
 pub struct ProjectPlan {
@@ -64,6 +71,8 @@ pub struct ProjectPlan {
     pub commit: String,
     /// werf.yaml `project`.
     pub project: String,
+    /// The parsed werf.yaml (builder jobs need each image's directives).
+    pub config: WerfConfig,
     /// Build sets of image names.
     pub sets: BuildSets,
     /// Each planned image × platform, in build order (set by set, werf.yaml order inside a
@@ -176,7 +185,10 @@ pub fn plan_project(
     request: &PlanRequest<'_>,
 ) -> Result<ProjectPlan, ProjectPlanError> {
     cache_large_trees();
-    let config = read_config(tree, request.config_path)?;
+    let config = match request.inline_config {
+        Some(text) => WerfConfig::parse(INLINE_CONFIG_NAME, text)?,
+        None => read_config(tree, request.config_path)?,
+    };
     let targets = dockerfile_targets(tree, &config)?;
     let graph = ImageGraph::from_config(&config, &targets)?;
     let sets = build_sets(&graph, request.images, request.parallel)?;
@@ -243,6 +255,7 @@ pub fn plan_project(
     Ok(ProjectPlan {
         commit: tree.commit_id().to_string(),
         project: config.project.clone(),
+        config,
         sets,
         images,
     })

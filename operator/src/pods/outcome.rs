@@ -18,6 +18,9 @@ pub enum PodOutcome {
     Unschedulable {
         /// The scheduler's message.
         message: String,
+        /// When the scheduler first said so (the PodScheduled condition's transition
+        /// time); `None` if the apiserver gave none.
+        since: Option<k8s_openapi::jiff::Timestamp>,
     },
     /// The builder container exited.
     Terminated {
@@ -71,6 +74,7 @@ pub fn pod_outcome(pod: &Pod) -> PodOutcome {
             match unschedulable {
                 Some(c) => PodOutcome::Unschedulable {
                     message: c.message.clone().unwrap_or_default(),
+                    since: c.last_transition_time.as_ref().map(|t| t.0),
                 },
                 None => PodOutcome::Running,
             }

@@ -16,6 +16,7 @@ pub mod building;
 pub mod error;
 pub mod finish;
 pub mod planning;
+pub mod retention;
 pub mod source;
 pub mod status;
 
@@ -207,8 +208,9 @@ fn time_left(ib: &ImageBuild, status: &ImageBuildStatus, now: Timestamp) -> Opti
 async fn apply(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
     let status = ib.status.clone().unwrap_or_default();
     if status.phase.is_finished() {
-        // A finished build is a record; changing its spec does not build again.
-        return Ok(Action::await_change());
+        // A finished build is a record; changing its spec does not build again, but its
+        // retention applies.
+        return retention::expire(&ib, &ctx, &status).await;
     }
     if ib.spec.cancel {
         return stop(

@@ -327,7 +327,19 @@ async fn building_step(
 async fn fail(ib: &ImageBuild, ctx: &Context, error: Error) -> Result<Action, Error> {
     let reason = error.reason();
     ctx.metrics.failure(reason.as_str());
-    stop(ib, ctx, reason, error.to_string()).await
+    stop(ib, ctx, reason, failure_message(ib, &error)).await
+}
+
+/// The condition message of a failed build: the error, plus what to do when the spec
+/// explains it (a registry refusing anonymous access to a build without credentials).
+fn failure_message(ib: &ImageBuild, error: &Error) -> String {
+    let mut message = error.to_string();
+    if error.reason() == Reason::RegistryAuthFailed && ib.spec.registry_secret_ref.is_none() {
+        message.push_str(
+            " (spec.registrySecretRef is not set: name a kubernetes.io/dockerconfigjson Secret with credentials for the registry)",
+        );
+    }
+    message
 }
 
 /// Stops a build for `reason` (Cancelled, Timeout or a failure): deletes its builder pods

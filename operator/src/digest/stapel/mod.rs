@@ -118,6 +118,9 @@ pub struct StapelStage {
     /// What the next stage (and the stage's content digest) appends after this digest: see the
     /// module docs. Meaningless while pending.
     pub next_dependencies: String,
+    /// [`Self::next_dependencies`] holds only under this assumption (the stage is assumed built
+    /// at the planned commit).
+    pub next_assumes: Option<String>,
 }
 
 impl StapelStage {
@@ -132,12 +135,13 @@ impl StapelStage {
             );
         };
         let value = content_digest(platform, self.name, digest, &self.next_dependencies);
-        match (&self.note, self.provisional) {
-            (Some(note), true) => Known::Provisional {
-                value,
-                assumes: note.clone(),
-            },
-            _ => Known::Final(value),
+        let assumes = match (&self.note, self.provisional) {
+            (Some(note), true) => Some(note.clone()),
+            _ => self.next_assumes.clone(),
+        };
+        match assumes {
+            Some(assumes) => Known::Provisional { value, assumes },
+            None => Known::Final(value),
         }
     }
 }
@@ -211,6 +215,7 @@ impl Builder<'_> {
                 note: Some(why.clone()),
                 provisional: false,
                 next_dependencies: String::new(),
+                next_assumes: None,
             });
             return;
         }
@@ -232,6 +237,7 @@ impl Builder<'_> {
             note,
             provisional,
             next_dependencies: next_deps.clone(),
+            next_assumes: assumption.clone(),
         });
         if let (Some(a), Chain::Exact) = (assumption, &self.chain) {
             self.chain = Chain::Provisional(a);

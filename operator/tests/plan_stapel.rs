@@ -195,3 +195,16 @@ fn ansible_image_is_a_planner_error_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn controller_still_refuses_to_build_planned_stapel_images() {
+    let plans = plan_commits(&[files(WERF_YAML, "{}\n", "a\n")]);
+    let image = &plans[0].1.images[0];
+    assert!(!image.stages.is_empty());
+    let err = kiln_operator::controller::building::unit_digests(image).unwrap_err();
+    assert!(
+        matches!(err, kiln_operator::controller::error::Error::Unsupported(_)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("Stapel"), "{err}");
+}

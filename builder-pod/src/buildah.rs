@@ -9,11 +9,45 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Where fuse-overlayfs is in the builder image (Debian's `fuse-overlayfs` package).
+pub const FUSE_OVERLAYFS: &str = "/usr/bin/fuse-overlayfs";
+
+/// The storage drivers a builder pod can use (`KILN_STORAGE_DRIVER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageDriver {
+    /// Every layer a full copy: slow and disk-hungry, works everywhere Buildah runs.
+    Vfs,
+    /// Kernel overlayfs: cheap layers; needs mount rights and storage not on overlayfs.
+    Overlay,
+    /// overlay through the `fuse-overlayfs` program: needs `/dev/fuse`, no kernel
+    /// overlay mount rights.
+    FuseOverlayfs,
+}
+
+impl StorageDriver {
+    /// The [`Storage`] of this driver with `root` and `runroot`.
+    pub fn storage(self, root: Option<PathBuf>, runroot: Option<PathBuf>) -> Storage {
+        let (driver, mount_program) = match self {
+            StorageDriver::Vfs => ("vfs", None),
+            StorageDriver::Overlay => ("overlay", None),
+            StorageDriver::FuseOverlayfs => ("overlay", Some(PathBuf::from(FUSE_OVERLAYFS))),
+        };
+        Storage {
+            driver: Some(driver.to_owned()),
+            mount_program,
+            root,
+            runroot,
+        }
+    }
+}
+
 /// Where Buildah keeps images and containers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Storage {
     /// Storage driver (`vfs`, `overlay`); `None` = Buildah's configured default.
     pub driver: Option<String>,
+    /// overlay's `mount_program` (fuse-overlayfs); `None` = kernel overlay.
+    pub mount_program: Option<PathBuf>,
     /// `--root`: image and container store; `None` = Buildah's default.
     pub root: Option<PathBuf>,
     /// `--runroot`: state files; `None` = Buildah's default.
@@ -118,6 +152,10 @@ impl Buildah {
             args.push("--storage-driver".to_owned());
             args.push(driver.clone());
         }
+        if let Some(program) = &self.storage.mount_program {
+            args.push("--storage-opt".to_owned());
+            args.push(format!("overlay.mount_program={}", program.display()));
+        }
         args
     }
 }
@@ -127,14 +165,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fuse_overlayfs_is_overlay_with_its_mount_program() {
+        let args = |driver: StorageDriver| {
+            Buildah::new("buildah", driver.storage(None, None)).global_args()
+        };
+        assert_eq!(args(StorageDriver::Vfs), ["--storage-driver", "vfs"]);
+        assert_eq!(
+            args(StorageDriver::Overlay),
+            ["--storage-driver", "overlay"]
+        );
+        assert_eq!(
+            args(StorageDriver::FuseOverlayfs),
+            [
+                "--storage-driver",
+                "overlay",
+                "--storage-opt",
+                "overlay.mount_program=/usr/bin/fuse-overlayfs"
+            ]
+        );
+    }
+
+    #[test]
     fn global_args_and_environment() {
         let buildah = Buildah::new(
             "buildah",
-            Storage {
-                driver: Some("vfs".into()),
-                root: Some("/s/root".into()),
-                runroot: Some("/s/run".into()),
-            },
+            StorageDriver::Vfs.storage(Some("/s/root".into()), Some("/s/run".into())),
         )
         .with_registries_conf("/w/registries.conf")
         .with_auth_file("/w/auth.json");

@@ -38,9 +38,10 @@ struct Cli {
         default_value = "/dev/termination-log"
     )]
     termination_log: PathBuf,
-    /// Buildah storage driver (`vfs` works everywhere; `overlay` is faster where allowed).
-    #[arg(long, env = "KILN_STORAGE_DRIVER", default_value = "vfs")]
-    storage_driver: String,
+    /// Buildah storage driver: `vfs` works everywhere; `overlay` (kernel) and
+    /// `fuse-overlayfs` are faster where allowed (see docs/security.md).
+    #[arg(long, env = "KILN_STORAGE_DRIVER", value_enum, default_value = "vfs")]
+    storage_driver: buildah::StorageDriver,
     /// Buildah `--root` (image store); Buildah's default when unset.
     #[arg(long, env = "KILN_BUILDAH_ROOT")]
     root: Option<PathBuf>,
@@ -75,11 +76,9 @@ fn main() -> ExitCode {
             let settings = build::Settings {
                 buildah: cli.buildah.clone(),
                 skopeo: cli.skopeo.clone(),
-                storage: buildah::Storage {
-                    driver: Some(cli.storage_driver.clone()),
-                    root: cli.root.clone(),
-                    runroot: cli.runroot.clone(),
-                },
+                storage: cli
+                    .storage_driver
+                    .storage(cli.root.clone(), cli.runroot.clone()),
                 work_dir: cli.work_dir.clone(),
                 tail_lines: cli.log_tail_lines,
             };

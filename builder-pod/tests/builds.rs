@@ -11,6 +11,39 @@ use common::*;
 use kiln_crds::job::{Instruction, NetworkMode, ParentRef, RunMount, StageBuild};
 
 #[test]
+fn overlay_and_fuse_overlayfs_storage_build_like_vfs() {
+    let h = Harness::new();
+    let git = GitRepo::new(&h.tmp.path().join("git"));
+    let commit = git.commit(&[("hello.txt", b"hello over overlay\n")]);
+    let dockerfile = format!(
+        "FROM {base}\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt > /seen && echo layered > /second\n",
+        base = h.base.amd64
+    );
+    for driver in ["overlay", "fuse-overlayfs"] {
+        let repo = h.repo(&format!("storage-{driver}"));
+        let mut job = h.job(&repo);
+        job.source = Some(git.source(&commit));
+        job.stages = vec![dockerfile_stage(driver, &dockerfile)];
+        let out = h.run_with_driver(&job, driver);
+        out.assert_ok();
+        let reference = format!("{repo}:{}", out.result.stages[0].tag);
+        assert_eq!(
+            h.file(&reference, "/seen").as_deref(),
+            Some("hello over overlay\n"),
+            "{driver}"
+        );
+        assert_eq!(h.file(&reference, "/second").as_deref(), Some("layered\n"));
+    }
+    // Nothing stays mounted from the builds' stores (the temporary directory goes away).
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let tmp = h.tmp.path().display().to_string();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&tmp)),
+        "mounts left under {tmp}"
+    );
+}
+
+#[test]
 fn non_staged_multi_stage_dockerfile_builds_the_target_and_publishes_it() {
     let h = Harness::new();
     let git = GitRepo::new(&h.tmp.path().join("git"));

@@ -177,6 +177,29 @@ pub struct ImageBuildSpec {
     /// tolerations). Unset fields take the operator's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder: Option<BuilderSpec>,
+
+    /// How long this ImageBuild is kept once it has finished; then the operator deletes
+    /// it (with its report ConfigMap). Unset: kept until deleted. The published images
+    /// and stages are never deleted by this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
+}
+
+/// Time-to-live of a finished ImageBuild, counted from `status.completionTime`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// Delete the ImageBuild this long after it Succeeded, as a Go duration such as
+    /// `24h`. Unset: keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$"))]
+    pub ttl_after_succeeded: Option<String>,
+
+    /// Delete the ImageBuild this long after it Failed or was Cancelled, as a Go
+    /// duration such as `72h`. Unset: keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$"))]
+    pub ttl_after_failed: Option<String>,
 }
 
 /// The spec serde produces when every optional field is left out: werf's defaults
@@ -204,6 +227,7 @@ impl Default for ImageBuildSpec {
             timeout: None,
             staged_dockerfile_version: StagedDockerfileVersion::V1,
             builder: None,
+            retention: None,
         }
     }
 }

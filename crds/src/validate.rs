@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::duration::{DurationError, parse_go_duration};
-use crate::imagebuild::{BuilderSpec, ImageBuildSpec};
+use crate::imagebuild::{BuilderSpec, ImageBuildSpec, Phase};
 
 /// werf's default config file names, tried in this order when `spec.config` is unset
 /// (werf looks for `werf.yaml`, then `werf.yml`, in the project directory).
@@ -44,6 +44,15 @@ pub enum SpecError {
     /// `timeout` is not a Go duration.
     #[error("spec.timeout: {0}")]
     Timeout(#[source] DurationError),
+    /// A `retention` TTL is not a Go duration.
+    #[error("spec.retention.{field}: {source}")]
+    Retention {
+        /// `ttlAfterSucceeded` or `ttlAfterFailed`.
+        field: &'static str,
+        /// Why it does not parse.
+        #[source]
+        source: DurationError,
+    },
     /// `timeout` is zero.
     #[error("spec.timeout {0:?}: must be longer than zero")]
     TimeoutZero(String),
@@ -120,6 +129,25 @@ impl ImageBuildSpec {
         Ok(Some(d))
     }
 
+    /// How long to keep this ImageBuild after it ended in `phase` (`spec.retention`):
+    /// `ttlAfterSucceeded` for Succeeded, `ttlAfterFailed` for Failed and Cancelled;
+    /// `None` when unset or the phase is not final (keep it).
+    ///
+    /// Errors: the TTL is not a Go duration ([`SpecError::Retention`]).
+    pub fn retention_ttl(&self, phase: Phase) -> Result<Option<Duration>, SpecError> {
+        let Some(retention) = &self.retention else {
+            return Ok(None);
+        };
+        let (field, text) = match phase {
+            Phase::Succeeded => ("ttlAfterSucceeded", &retention.ttl_after_succeeded),
+            Phase::Failed | Phase::Cancelled => ("ttlAfterFailed", &retention.ttl_after_failed),
+            _ => return Ok(None),
+        };
+        text.as_deref()
+            .map(|t| parse_go_duration(t).map_err(|source| SpecError::Retention { field, source }))
+            .transpose()
+    }
+
     /// `spec.parallelTasksLimit` as werf applies it: `None` means no limit (werf turns
     /// values ≤ 0 into -1, unlimited). With `parallel: false` the limit is 1.
     pub fn effective_parallel_limit(&self) -> Option<usize> {
@@ -182,6 +210,11 @@ impl ImageBuildSpec {
         }
         if let Err(e) = self.timeout() {
             errors.push(e);
+        }
+        for phase in [Phase::Succeeded, Phase::Failed] {
+            if let Err(e) = self.retention_ttl(phase) {
+                errors.push(e);
+            }
         }
         if errors.is_empty() {
             Ok(())

@@ -198,6 +198,17 @@ fn enums_and_defaults_reach_the_schema() {
 }
 
 #[test]
+fn retention_ttls_share_the_timeout_pattern() {
+    let timeout = schema_at(".spec.timeout").unwrap()["pattern"].clone();
+    for field in [
+        ".spec.retention.ttlAfterSucceeded",
+        ".spec.retention.ttlAfterFailed",
+    ] {
+        assert_eq!(schema_at(field).unwrap()["pattern"], timeout, "{field}");
+    }
+}
+
+#[test]
 fn timeout_pattern_accepts_exactly_what_the_parser_accepts() {
     let field = schema_at(".spec.timeout").unwrap();
     let pattern = regex::Regex::new(field["pattern"].as_str().unwrap()).unwrap();

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kiln_crds::duration::DurationError;
-use kiln_crds::imagebuild::{BuilderSpec, ConfigSpec, SecretRef, StagedDockerfileVersion};
+use kiln_crds::imagebuild::{
+    BuilderSpec, ConfigSpec, RetentionSpec, SecretRef, StagedDockerfileVersion,
+};
 use kiln_crds::validate::{NODE_ARCH_LABEL, NODE_OS_LABEL};
 use kiln_crds::{ConfigSource, ImageBuild, ImageBuildSpec, ImageBuildStatus, Phase, SpecError};
 
@@ -224,6 +226,41 @@ fn timeout_parses_go_durations_and_rejects_bad_ones() {
     assert_eq!(
         err.to_string(),
         "spec.timeout: invalid duration \"3d\": unknown unit \"d\" (use h, m, s, ms, us or ns)"
+    );
+}
+
+#[test]
+fn retention_ttl_follows_the_final_phase() {
+    let mut s = minimal_spec();
+    assert_eq!(s.retention_ttl(Phase::Succeeded), Ok(None));
+    s.retention = Some(RetentionSpec {
+        ttl_after_succeeded: Some("24h".into()),
+        ttl_after_failed: Some("90m".into()),
+    });
+    assert_eq!(
+        s.retention_ttl(Phase::Succeeded),
+        Ok(Some(Duration::from_secs(86_400)))
+    );
+    assert_eq!(
+        s.retention_ttl(Phase::Failed),
+        Ok(Some(Duration::from_secs(5_400)))
+    );
+    assert_eq!(
+        s.retention_ttl(Phase::Cancelled),
+        Ok(Some(Duration::from_secs(5_400)))
+    );
+    assert_eq!(s.retention_ttl(Phase::Building), Ok(None));
+    s.retention = Some(RetentionSpec {
+        ttl_after_succeeded: None,
+        ttl_after_failed: Some("2 days".into()),
+    });
+    assert_eq!(s.retention_ttl(Phase::Succeeded), Ok(None));
+    let errors = s.validate().unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .contains("spec.retention.ttlAfterFailed: invalid duration \"2 days\""),
+        "{errors}"
     );
 }
 

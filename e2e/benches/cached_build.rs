@@ -34,16 +34,17 @@ use kube::runtime::wait::await_condition;
 /// counted as complete.
 const QUIET: Duration = Duration::from_millis(1500);
 
-/// Every request the operator's client sent, as `METHOD resource[/subresource] [list|watch]`.
+/// Every request the operator's client sent, as `METHOD resource[/subresource] [list|watch]`
+/// with the time it was sent.
 #[derive(Default)]
-struct RequestLog(Mutex<Vec<String>>);
+struct RequestLog(Mutex<Vec<(Instant, String)>>);
 
 impl RequestLog {
     fn len(&self) -> usize {
         self.0.lock().unwrap().len()
     }
 
-    fn since(&self, start: usize) -> Vec<String> {
+    fn since(&self, start: usize) -> Vec<(Instant, String)> {
         self.0.lock().unwrap()[start..].to_vec()
     }
 }
@@ -80,7 +81,7 @@ async fn recording_client(kubeconfig: &Path, log: Arc<RequestLog>) -> anyhow::Re
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     let layer = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
         let label = request_label(req.method(), req.uri());
-        log.0.lock().unwrap().push(label);
+        log.0.lock().unwrap().push((Instant::now(), label));
         req
     });
     Ok(kube::client::ClientBuilder::try_from(config)?
@@ -130,8 +131,9 @@ fn print_counts(title: &str, counts: &BTreeMap<String, usize>) {
 }
 
 struct Run {
+    started: Instant,
     elapsed: Duration,
-    api: Vec<String>,
+    api: Vec<(Instant, String)>,
     registry: Vec<String>,
 }
 
@@ -241,6 +243,7 @@ async fn run() -> anyhow::Result<()> {
             })
             .collect();
         let run = Run {
+            started: t0,
             elapsed,
             api: log.since(api_start),
             registry: registry_requests,
@@ -279,11 +282,21 @@ async fn run() -> anyhow::Result<()> {
         last.api.len(),
         last.registry.len()
     );
-    print_counts("API requests of the last build", &counts(last.api.clone()));
+    print_counts(
+        "API requests of the last build",
+        &counts(last.api.iter().map(|(_, l)| l.clone())),
+    );
     print_counts(
         "registry requests of the last build",
         &counts(last.registry.clone()),
     );
+    println!("  timeline of the last build's API requests (ms after create):");
+    for (at, label) in &last.api {
+        println!(
+            "    {:>7.1}  {label}",
+            at.duration_since(last.started).as_secs_f64() * 1000.0
+        );
+    }
     drop(stack);
     Ok(())
 }

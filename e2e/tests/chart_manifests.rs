@@ -106,6 +106,10 @@ fn values_become_flags() {
             "--set",
             "builder.privileged=false",
             "--set",
+            "builder.storageDriver=fuse-overlayfs",
+            "--set",
+            "builder.scheduleTimeout=30m",
+            "--set",
             "builder.resources.cpu=",
             "--set",
             "operator.logFormat=text",
@@ -126,6 +130,8 @@ fn values_become_flags() {
             "--builder-node-selector=pool=builders",
             "--builder-toleration=dedicated=builds:NoSchedule",
             "--builder-unprivileged",
+            "--builder-storage-driver=fuse-overlayfs",
+            "--builder-schedule-timeout=30m",
             "--metrics-address=0.0.0.0:8080",
             "--log-format=text",
             "--leader-election-namespace=ops",
@@ -224,6 +230,17 @@ fn a_bad_log_format_is_refused_by_name() {
     assert!(
         err.to_string()
             .contains("operator.logFormat must be text or json, not \"xml\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_storage_driver_is_refused_by_name() {
+    let err = helm_template("kiln-system", &["--set", "builder.storageDriver=btrfs"]).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "builder.storageDriver must be vfs, overlay or fuse-overlayfs, not \"btrfs\""
+        ),
         "{err}"
     );
 }

@@ -165,9 +165,30 @@ async fn bad_input_fails_with_a_named_cause_and_no_pods() {
         assert!(Instant::now() < deadline, "finalizer not removed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Retention: a failed build with `ttlAfterFailed` goes away on its own.
+    let mut short_lived = image_build("short-lived", &good, "release-9");
+    short_lived.spec.retention = Some(kiln_crds::imagebuild::RetentionSpec {
+        ttl_after_succeeded: None,
+        ttl_after_failed: Some("2s".into()),
+    });
+    api.create(&PostParams::default(), &short_lived)
+        .await
+        .unwrap();
+    harness::wait_finished(&api, "short-lived", TIMEOUT)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while api.get_opt("short-lived").await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "retention did not delete the build"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     let text = operator.metrics.encode();
     assert!(
-        text.contains("kiln_builds_total{phase=\"Failed\"} 3"),
+        text.contains("kiln_builds_total{phase=\"Failed\"} 4"),
         "{text}"
     );
 

@@ -278,6 +278,12 @@ async fn build_failures_end_failed_with_a_named_cause_and_leave_nothing_behind()
         assert!(message.contains(&auth_repo), "{name}: {message}");
         assert!(message.contains("unauthorized (401)"), "{name}: {message}");
         assert!(message.contains("looking up stages"), "{name}: {message}");
+        // Without a Secret the message says so.
+        assert_eq!(
+            message.contains("spec.registrySecretRef is not set"),
+            name == "registry-no-auth",
+            "{name}: {message}"
+        );
         // Terminal at once, not retried until some timeout.
         assert!(
             started.elapsed() < Duration::from_secs(60),

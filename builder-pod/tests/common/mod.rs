@@ -89,6 +89,15 @@ impl Harness {
     }
 
     pub fn run_json(&self, job_json: &str) -> Outcome {
+        self.run_json_with_driver(job_json, "vfs")
+    }
+
+    /// [`Harness::run`] with another Buildah storage driver (`overlay`, `fuse-overlayfs`).
+    pub fn run_with_driver(&self, job: &BuildJob, driver: &str) -> Outcome {
+        self.run_json_with_driver(&job.to_json(), driver)
+    }
+
+    fn run_json_with_driver(&self, job_json: &str, driver: &str) -> Outcome {
         let run = tempfile::Builder::new()
             .prefix("run-")
             .tempdir_in(self.tmp.path())
@@ -107,7 +116,7 @@ impl Harness {
             .arg("--runroot")
             .arg(run.path().join("runroot"))
             .arg("--storage-driver")
-            .arg("vfs")
+            .arg(driver)
             .arg("--work-dir")
             .arg(run.path())
             .env_remove("KILN_JOB")

@@ -91,6 +91,12 @@ pub struct Args {
     #[arg(long, env = "KILN_BUILDER_UNPRIVILEGED")]
     pub builder_unprivileged: bool,
 
+    /// Buildah storage driver of builder pods: `vfs` (the builder image's default; works
+    /// everywhere), `overlay` (kernel overlayfs; privileged) or `fuse-overlayfs` (needs
+    /// /dev/fuse, mounted into unprivileged pods). See docs/security.md.
+    #[arg(long, env = "KILN_BUILDER_STORAGE_DRIVER", value_parser = ["vfs", "overlay", "fuse-overlayfs"])]
+    pub builder_storage_driver: Option<String>,
+
     /// How long a builder pod may stay unschedulable before its build fails with reason
     /// BuilderPodFailed, as a Go duration (`10m`, `1h`).
     #[arg(long, env = "KILN_BUILDER_SCHEDULE_TIMEOUT", default_value = "10m")]
@@ -206,6 +212,7 @@ impl Args {
                 .map(|t| toleration(t))
                 .collect(),
             privileged: !self.builder_unprivileged,
+            storage_driver: self.builder_storage_driver.clone(),
             schedule_timeout: self
                 .builder_schedule_timeout
                 .as_deref()

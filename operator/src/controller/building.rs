@@ -29,6 +29,7 @@ use kiln_crds::{BuilderPodRef, ImageBuild};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 
+use super::staged::{StagedLookup, StagedUnits};
 use super::{Context, Error};
 use crate::config::{ImageKind, WerfConfig};
 use crate::lock::{LeaseGuard, StageLocks, TryAcquire};
@@ -118,8 +119,9 @@ pub async fn connect_storage(ib: &ImageBuild, ctx: &Context) -> Result<StagesSto
 
 /// The stage digests of an image × platform, in build order.
 ///
-/// Errors: [`Error::Unsupported`] for Stapel images and for stages whose digest waits on a
-/// dependency's identifiers (not built by this operator yet).
+/// Errors: [`Error::Unsupported`] for Stapel images and for stages whose digest waits on
+/// something not built by this operator yet (a dependency's identifiers in a build arg, the
+/// image of another Dockerfile stage of a staged Dockerfile).
 pub fn unit_digests(unit: &ImagePlan) -> Result<Vec<String>, Error> {
     if unit.kind == ImageBuildKind::Stapel {
         return Err(Error::Unsupported(format!(
@@ -131,12 +133,22 @@ pub fn unit_digests(unit: &ImagePlan) -> Result<Vec<String>, Error> {
         .iter()
         .map(|s| {
             s.digest.clone().ok_or_else(|| {
-                Error::Unsupported(format!(
-                    "image {:?}: stage {} depends on {} (dependency build args are not supported yet)",
-                    unit.name,
-                    s.name,
-                    s.pending_on.join(", ")
-                ))
+                Error::Unsupported(if unit.kind == ImageBuildKind::StagedDockerfile {
+                    format!(
+                        "image {:?} ({}): stage {} waits for {}",
+                        unit.name,
+                        unit.platform,
+                        s.name,
+                        s.pending_on.join(", ")
+                    )
+                } else {
+                    format!(
+                        "image {:?}: stage {} depends on {} (dependency build args are not supported yet)",
+                        unit.name,
+                        s.name,
+                        s.pending_on.join(", ")
+                    )
+                })
             })
         })
         .collect()
@@ -239,16 +251,20 @@ fn join_path(dir: &str, file: &str) -> String {
     }
 }
 
-/// The build job of an image × platform's missing stages (non-staged Dockerfile images:
-/// one `dockerfile` stage built with `buildah bud` from the commit's context).
+/// The build job of an image × platform's missing stages: for a non-staged Dockerfile image
+/// one `dockerfile` stage built with `buildah bud` from the commit's context; for a staged
+/// one a stage per missing instruction ([`super::staged::stage_jobs`]), built on the last
+/// stage the stages storage has (`staged.found`).
 ///
-/// Errors: [`Error::Unsupported`] for staged Dockerfile and Stapel images.
+/// Errors: [`Error::Unsupported`] for Stapel images and staged stages the builder cannot
+/// build yet.
 pub fn build_job(
     ib: &ImageBuild,
     config: &WerfConfig,
     plan: &ProjectPlan,
     unit: &ImagePlan,
     missing: &[usize],
+    staged: StagedLookup<'_>,
     insecure_registries: &[String],
 ) -> Result<BuildJob, Error> {
     let image = config.image(&unit.name).ok_or_else(|| {
@@ -260,12 +276,6 @@ pub fn build_job(
             unit.name
         )));
     };
-    if unit.kind != ImageBuildKind::Dockerfile {
-        return Err(Error::Unsupported(format!(
-            "image {:?}: staged Dockerfile builds are not wired into the controller yet",
-            unit.name
-        )));
-    }
     let platform = unit.platform.to_string();
     let spec = &ib.spec;
     let auth = spec.source.git.secret_ref.as_ref().map(|_| {
@@ -281,21 +291,32 @@ pub fn build_job(
             }
         }
     });
-    let stages = missing
-        .iter()
-        .map(|&i| {
-            let s = &unit.stages[i];
-            let digest = s.digest.clone().unwrap_or_default();
-            StageJob {
-                content_digest: content_digest(&platform, &s.name, &digest),
-                name: s.name.clone(),
-                digest,
-                parent: ParentRef::None,
-                build: StageBuild::Dockerfile { dockerfile: None },
-                labels: BTreeMap::new(),
-            }
-        })
-        .collect();
+    let (stages, base_images) = if unit.kind == ImageBuildKind::StagedDockerfile {
+        let planned = staged.units.stages(unit).ok_or_else(|| {
+            Error::Internal(format!(
+                "image {:?} ({platform}): staged stages were not resolved",
+                unit.name
+            ))
+        })?;
+        super::staged::stage_jobs(unit, planned, missing, staged.found)?
+    } else {
+        let stages = missing
+            .iter()
+            .map(|&i| {
+                let s = &unit.stages[i];
+                let digest = s.digest.clone().unwrap_or_default();
+                StageJob {
+                    content_digest: content_digest(&platform, &s.name, &digest),
+                    name: s.name.clone(),
+                    digest,
+                    parent: ParentRef::None,
+                    build: StageBuild::Dockerfile { dockerfile: None },
+                    labels: BTreeMap::new(),
+                }
+            })
+            .collect();
+        (stages, Vec::new())
+    };
     let context = d.context.clone().unwrap_or_default();
     Ok(BuildJob {
         api_version: JOB_API_VERSION.to_owned(),
@@ -329,7 +350,7 @@ pub fn build_job(
             .map(|_| pods::REGISTRY_AUTH_FILE.to_owned()),
         repo: spec.repo.clone(),
         cache_repos: spec.cache_repos.clone(),
-        base_images: Vec::new(),
+        base_images,
         stages,
     })
 }
@@ -417,6 +438,7 @@ pub async fn advance(
     config: &WerfConfig,
     plan: &ProjectPlan,
     storage: &StagesStorage,
+    staged: &StagedUnits,
 ) -> Result<SetProgress, Error> {
     let namespace = ib.namespace().unwrap_or_default();
     let uid = ib.uid().unwrap_or_default();
@@ -507,7 +529,7 @@ pub async fn advance(
                 continue;
             }
             if let Some(other) =
-                live_builder_of(ctx, &ib.spec.repo, &missing_digests[0], &uid).await?
+                live_builder_of(ctx, &namespace, &ib.spec.repo, &missing_digests[0], &uid).await?
             {
                 progress.notes.push(format!(
                     "{} ({platform}) waits for builder pod {other}, which builds the same stage",
@@ -541,6 +563,10 @@ pub async fn advance(
                 plan,
                 unit,
                 &missing,
+                StagedLookup {
+                    units: staged,
+                    found: &again,
+                },
                 &ctx.settings.insecure_registries,
             )?;
             let job_json = job.to_json();
@@ -737,18 +763,29 @@ fn create_or_adopt<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
     }
 }
 
-/// A live builder pod of another ImageBuild (any namespace the operator sees) that builds
-/// `digest` into `repo`.
-async fn live_builder_of(
+/// A live builder pod of another ImageBuild that builds `digest` into `repo`: looked for in
+/// every namespace, or only in `namespace` (the build's own) when the operator may not
+/// list pods cluster-wide (`watchNamespaces` RBAC). Builds in other namespaces are then
+/// still kept apart by the stage locks, which the creator of a builder pod holds while it
+/// runs; this look-up only saves lock requests and covers the lease gap after an
+/// operator restart.
+pub(super) async fn live_builder_of(
     ctx: &Context,
+    namespace: &str,
     repo: &str,
     digest: &str,
     own_uid: &str,
 ) -> Result<Option<String>, Error> {
-    let pods: Api<Pod> = Api::all(ctx.client.clone());
-    let list = pods
-        .list(&ListParams::default().labels(&stage_label(digest)))
-        .await?;
+    let params = ListParams::default().labels(&stage_label(digest));
+    let list = match Api::<Pod>::all(ctx.client.clone()).list(&params).await {
+        Ok(list) => list,
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            Api::<Pod>::namespaced(ctx.client.clone(), namespace)
+                .list(&params)
+                .await?
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(list
         .into_iter()
         .filter(|p| !super::owned_by(&p.metadata, own_uid))

@@ -16,7 +16,9 @@ pub mod building;
 pub mod error;
 pub mod finish;
 pub mod planning;
+pub mod retention;
 pub mod source;
+pub mod staged;
 pub mod status;
 
 use std::collections::HashMap;
@@ -207,8 +209,9 @@ fn time_left(ib: &ImageBuild, status: &ImageBuildStatus, now: Timestamp) -> Opti
 async fn apply(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
     let status = ib.status.clone().unwrap_or_default();
     if status.phase.is_finished() {
-        // A finished build is a record; changing its spec does not build again.
-        return Ok(Action::await_change());
+        // A finished build is a record; changing its spec does not build again, but its
+        // retention applies.
+        return retention::expire(&ib, &ctx, &status).await;
     }
     if ib.spec.cancel {
         return stop(
@@ -257,9 +260,10 @@ async fn building_step(
         .clone()
         .ok_or_else(|| Error::Internal("Building without a commit in the status".into()))?;
     let resolved = source::resolve(ib, ctx, Some(&commit)).await?;
-    let plan = planning::plan(ib, &resolved.mirror, &commit).await?;
+    let mut plan = planning::plan(ib, &resolved.mirror, &commit).await?;
     let storage = building::connect_storage(ib, ctx).await?;
-    let progress = building::advance(ib, ctx, &plan.config, &plan, &storage).await?;
+    let staged = staged::resolve(ib, &mut plan, &storage, &resolved.mirror).await?;
+    let progress = building::advance(ib, ctx, &plan.config, &plan, &storage, &staged).await?;
     if progress.set < plan.sets.sets.len() {
         let message = format!(
             "build set {} of {}: {}",
@@ -325,7 +329,19 @@ async fn building_step(
 async fn fail(ib: &ImageBuild, ctx: &Context, error: Error) -> Result<Action, Error> {
     let reason = error.reason();
     ctx.metrics.failure(reason.as_str());
-    stop(ib, ctx, reason, error.to_string()).await
+    stop(ib, ctx, reason, failure_message(ib, &error)).await
+}
+
+/// The condition message of a failed build: the error, plus what to do when the spec
+/// explains it (a registry refusing anonymous access to a build without credentials).
+fn failure_message(ib: &ImageBuild, error: &Error) -> String {
+    let mut message = error.to_string();
+    if error.reason() == Reason::RegistryAuthFailed && ib.spec.registry_secret_ref.is_none() {
+        message.push_str(
+            " (spec.registrySecretRef is not set: name a kubernetes.io/dockerconfigjson Secret with credentials for the registry)",
+        );
+    }
+    message
 }
 
 /// Stops a build for `reason` (Cancelled, Timeout or a failure): deletes its builder pods

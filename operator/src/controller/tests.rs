@@ -308,6 +308,88 @@ async fn a_finished_build_makes_no_requests() {
     server.await.unwrap();
 }
 
+#[tokio::test]
+async fn a_finished_build_past_its_retention_is_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, handle) = test_context(tmp.path());
+    let ib = build(
+        json!({"retention": {"ttlAfterFailed": "1h"}}),
+        Some(json!({"phase": "Failed", "completionTime": "2020-01-01T00:00:00Z"})),
+    );
+    let server = tokio::spawn(serve(
+        handle,
+        vec![expect(
+            "DELETE",
+            NS_PATH,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        )],
+    ));
+    assert_eq!(
+        reconcile(Arc::new(ib), ctx).await.unwrap(),
+        Action::await_change()
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_finished_build_within_its_retention_is_looked_at_again_when_it_expires() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, handle) = test_context(tmp.path());
+    let done = k8s_openapi::jiff::Timestamp::now();
+    let ib = build(
+        json!({"retention": {"ttlAfterSucceeded": "1h"}}),
+        Some(json!({"phase": "Succeeded", "completionTime": done.to_string()})),
+    );
+    let server = tokio::spawn(serve(handle, vec![]));
+    let action = reconcile(Arc::new(ib), ctx).await.unwrap();
+    server.await.unwrap();
+    // Requeued for the rest of the hour (a little less: time passed since `done`).
+    assert!(
+        action != Action::await_change() && action != Action::requeue(Duration::from_secs(3_600)),
+        "{action:?}"
+    );
+    assert!(format!("{action:?}").contains("35"), "{action:?}");
+}
+
+#[tokio::test]
+async fn live_builders_are_looked_for_in_the_own_namespace_without_cluster_wide_rights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, handle) = test_context(tmp.path());
+    let mut running = owned_pod("other-build-pod", "uid-9");
+    running["metadata"]["annotations"] = json!({"kiln.dev/repo": "registry.example.org/shop"});
+    running["status"] = json!({"phase": "Running"});
+    let mut forbidden = expect(
+        "GET",
+        "/api/v1/pods",
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "reason": "Forbidden", "code": 403,
+               "message": "pods is forbidden: cannot list resource \"pods\" at the cluster scope"}),
+    );
+    forbidden.status = 403;
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            forbidden,
+            expect(
+                "GET",
+                "/api/v1/namespaces/ci/pods",
+                list("PodList", vec![running]),
+            ),
+        ],
+    ));
+    let found = super::building::live_builder_of(
+        &ctx,
+        "ci",
+        "registry.example.org/shop",
+        &"a".repeat(56),
+        "uid-1",
+    )
+    .await
+    .unwrap();
+    server.await.unwrap();
+    assert_eq!(found.as_deref(), Some("ci/other-build-pod"));
+}
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)

@@ -109,7 +109,7 @@ pub struct DockerfileImageInput<'a> {
 }
 
 /// One stage of an image, in build order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlannedStage {
     /// werf stage name: `dockerfile`; staged: `FROM`, `run`, `copy`, ...
     pub name: String,
@@ -126,6 +126,9 @@ pub struct PlannedStage {
     /// environment, a Dockerfile stage's built image name; see [`staged::StagedInputs`]) and
     /// will change once they are known. Always false for non-staged images.
     pub provisional: bool,
+    /// Staged stages: how the builder builds the stage, from the same expansion the digest
+    /// used ([`staged::StagedBuild`]); `None` for the non-staged `dockerfile` stage.
+    pub build: Option<staged::StagedBuild>,
 }
 
 /// Errors computing the stages of a Dockerfile image; each names the werf image and, where one
@@ -323,6 +326,7 @@ pub fn dockerfile_image_stages(
                 dockerfile_stage: None,
                 werf_image: None,
                 provisional: false,
+                build: None,
             }])
         }
         StagedMode::StagedV1 | StagedMode::StagedV2 => staged::stages(&loaded, input),

@@ -53,9 +53,59 @@ use crate::source::ls_tree::{LsTreeEntry, hex_lower};
 use crate::source::path_matcher::{
     BasePathMatcher, DockerignoreMatcher, MultiMatcher, PathMatcher, TrueMatcher,
 };
+use kiln_crds::job::{
+    Instruction as JobInstruction, KeyValue as JobKeyValue, NetworkMode as JobNetwork, RunMount,
+};
 
 /// The fallback `PATH` werf puts in every staged instruction's environment.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the first stage of a Dockerfile stage is built on (the later stages build on the stage
+/// before them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageBase {
+    /// An external image, as written after expanding the meta `ARG`s (`busybox:1.36`,
+    /// `scratch`).
+    Image(String),
+    /// The last stage of another Dockerfile stage (werf image `werf_image`).
+    Stage {
+        /// The werf image (`<image>/stage/<name>`).
+        werf_image: String,
+        /// Digest of its last stage.
+        last_stage_digest: String,
+        /// Its built image name (`REPO:DIGEST-TIMESTAMP`), or the placeholder
+        /// `<werf image>:<digest>` while the stage is provisional.
+        image_name: String,
+    },
+}
+
+/// How the builder builds one staged stage: the job's `StageBuild` with everything the
+/// digest expanded (build args, `ENV`s, `--from` image names) already substituted, so that
+/// one expansion decides both the digest and what gets built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedBuild {
+    /// Set on the first stage of each Dockerfile stage: what it is built on.
+    pub base: Option<StageBase>,
+    /// What the stage applies.
+    pub step: StagedStep,
+}
+
+/// What one staged stage applies to its parent image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StagedStep {
+    /// The v2 `FROM` stage: the base image itself, relabelled.
+    From,
+    /// One instruction.
+    Instruction {
+        /// The instruction as written after expansion (for logs and failure messages).
+        text: String,
+        /// The parsed, expanded instruction.
+        instruction: JobInstruction,
+    },
+    /// The builder has no form for this instruction (heredocs, `COPY --parents`, ...): the
+    /// digest is computed, but a build of the stage is refused with this reason.
+    Unsupported(String),
+}
 
 /// Build-time facts a staged digest needs (see the module docs).
 pub trait StagedInputs {
@@ -460,6 +510,7 @@ fn dockerfile_stage(
     let base_stage = df.resolve_stage_ref(&stage.base_name, index, false);
     let mut provisional = false;
     let mut env_unknown = false;
+    let mut base: Option<StageBase>;
     let (base_ref, base_env) = match base_stage {
         Some(b) => {
             let dep = &built[&b];
@@ -474,6 +525,11 @@ fn dockerfile_stage(
                     format!("{}:{}", dep.werf_image, dep.last_digest)
                 }
             };
+            base = Some(StageBase::Stage {
+                werf_image: dep.werf_image.clone(),
+                last_stage_digest: dep.last_digest.clone(),
+                image_name: name.clone(),
+            });
             (name, dep.env.clone())
         }
         None => {
@@ -495,6 +551,7 @@ fn dockerfile_stage(
                     BTreeMap::new()
                 }
             };
+            base = Some(StageBase::Image(r.clone()));
             (r, env)
         }
     };
@@ -523,6 +580,10 @@ fn dockerfile_stage(
             dockerfile_stage: Some(index),
             werf_image: Some(werf_image.clone()),
             provisional,
+            build: Some(StagedBuild {
+                base: base.take(),
+                step: StagedStep::From,
+            }),
         });
         prev = Some(digest);
     }
@@ -572,6 +633,7 @@ fn dockerfile_stage(
         };
         let mut deps: Vec<String> = Vec::new();
         let mut text = ins.original.clone();
+        let job: Result<JobInstruction, String>;
         match &ins.args {
             Args::Env(kvs) | Args::Label(kvs) => {
                 let is_env = ins.keyword == "ENV";
@@ -595,6 +657,18 @@ fn dockerfile_stage(
                         .collect::<Vec<_>>()
                         .join(" ")
                 );
+                let kvs: Vec<JobKeyValue> = pairs
+                    .iter()
+                    .map(|(name, value)| JobKeyValue {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect();
+                job = Ok(if is_env {
+                    JobInstruction::Env { vars: kvs }
+                } else {
+                    JobInstruction::Label { labels: kvs }
+                });
                 if is_env {
                     for (k, v) in pairs {
                         envs.insert(k.clone(), v.clone());
@@ -624,6 +698,9 @@ fn dockerfile_stage(
                     Some(v) => cx.expand(line, v, &vars)?,
                     None => String::new(),
                 };
+                let mut job_from = None;
+                let job_chown = (!chown.is_empty()).then(|| chown.clone());
+                let job_chmod = (!chmod.is_empty()).then(|| chmod.clone());
                 if is_copy {
                     let expanded_from = if from.is_empty() {
                         String::new()
@@ -657,6 +734,9 @@ fn dockerfile_stage(
                         "Chmod".into(),
                         chmod,
                     ]);
+                    if !from.is_empty() {
+                        job_from = Some(expanded_from.clone());
+                    }
                     deps.extend(["ExpandedFrom".to_string(), expanded_from]);
                 } else {
                     deps.push("Sources".into());
@@ -685,6 +765,27 @@ fn dockerfile_stage(
                     deps.push(cx.globs_checksum(&context_sources, line)?);
                 }
                 text = format!("{} {} {}", ins.keyword, sources.join(" "), dest);
+                let (chown, chmod) = (job_chown, job_chmod);
+                job = if !ins.heredocs.is_empty() {
+                    Err(format!("{} with a heredoc", ins.keyword))
+                } else if c.parents || !c.exclude.is_empty() {
+                    Err(format!("{} --parents/--exclude", ins.keyword))
+                } else if is_copy {
+                    Ok(JobInstruction::Copy {
+                        sources,
+                        dest,
+                        from: job_from,
+                        chown,
+                        chmod,
+                    })
+                } else {
+                    Ok(JobInstruction::Add {
+                        sources,
+                        dest,
+                        chown,
+                        chmod,
+                    })
+                };
             }
             Args::Run(r) => {
                 let mut env: BTreeMap<String, String> = expansion_base.clone();
@@ -782,6 +883,7 @@ fn dockerfile_stage(
                     deps.push("SourcesChecksum".into());
                     deps.push(cx.globs_checksum(&bind_sources, line)?);
                 }
+                job = run_job(r, &args, !ins.heredocs.is_empty());
             }
             Args::Cmd(c) | Args::Entrypoint(c) => {
                 let (cmd, prepend) = command_parts(c);
@@ -793,61 +895,102 @@ fn dockerfile_stage(
                     }
                     .into(),
                 );
-                deps.extend(cmd);
+                deps.extend(cmd.iter().cloned());
                 deps.push("PrependShell".into());
                 deps.push(prepend.to_string());
+                job = Ok(if ins.keyword == "CMD" {
+                    JobInstruction::Cmd {
+                        command: cmd,
+                        prepend_shell: prepend,
+                    }
+                } else {
+                    JobInstruction::Entrypoint {
+                        command: cmd,
+                        prepend_shell: prepend,
+                    }
+                });
             }
             Args::Expose(ports) => {
                 deps.push("Ports".into());
+                let mut expanded = Vec::new();
                 for p in ports {
-                    deps.push(cx.expand(line, p, &vars)?);
+                    expanded.push(cx.expand(line, p, &vars)?);
                 }
+                deps.extend(expanded.iter().cloned());
+                job = Ok(JobInstruction::Expose { ports: expanded });
             }
             Args::Volume(v) => {
                 deps.push("Volumes".into());
+                let mut paths = Vec::new();
                 for p in v {
-                    deps.push(cx.expand(line, p, &vars)?);
+                    paths.push(cx.expand(line, p, &vars)?);
                 }
+                deps.extend(paths.iter().cloned());
+                job = Ok(JobInstruction::Volume { paths });
             }
-            Args::User(u) => deps.extend(["User".to_string(), cx.expand(line, u, &vars)?]),
-            Args::Workdir(p) => deps.extend(["Path".to_string(), cx.expand(line, p, &vars)?]),
-            Args::StopSignal(s) => deps.extend(["Signal".to_string(), cx.expand(line, s, &vars)?]),
-            Args::Maintainer(m) => deps.extend(["Maintainer".to_string(), m.clone()]),
+            Args::User(u) => {
+                let user = cx.expand(line, u, &vars)?;
+                deps.extend(["User".to_string(), user.clone()]);
+                job = Ok(JobInstruction::User { user });
+            }
+            Args::Workdir(p) => {
+                let path = cx.expand(line, p, &vars)?;
+                deps.extend(["Path".to_string(), path.clone()]);
+                job = Ok(JobInstruction::Workdir { path });
+            }
+            Args::StopSignal(s) => {
+                let signal = cx.expand(line, s, &vars)?;
+                deps.extend(["Signal".to_string(), signal.clone()]);
+                job = Ok(JobInstruction::Stopsignal { signal });
+            }
+            Args::Maintainer(m) => {
+                deps.extend(["Maintainer".to_string(), m.clone()]);
+                job = Ok(JobInstruction::Maintainer { name: m.clone() });
+            }
             Args::Shell(s) => {
                 deps.push("Shell".into());
                 deps.extend(s.iter().cloned());
+                job = Ok(JobInstruction::Shell { shell: s.clone() });
             }
-            Args::Onbuild(e) => deps.extend(["Expression".to_string(), e.clone()]),
-            Args::Healthcheck(h) => match h {
-                None => deps.extend([
-                    "Test".to_string(),
-                    "NONE".into(),
-                    "Interval".into(),
-                    "0s".into(),
-                    "Timeout".into(),
-                    "0s".into(),
-                    "StartPeriod".into(),
-                    "0s".into(),
-                    "Retries".into(),
-                    "0".into(),
-                ]),
-                Some(h) => {
-                    let (cmd, prepend) = command_parts(&h.command);
-                    deps.push("Test".into());
-                    deps.push(if prepend { "CMD-SHELL" } else { "CMD" }.into());
-                    deps.extend(cmd);
-                    deps.extend([
-                        "Interval".to_string(),
-                        go_duration(h.interval.as_deref()),
+            Args::Onbuild(e) => {
+                deps.extend(["Expression".to_string(), e.clone()]);
+                job = Ok(JobInstruction::Onbuild {
+                    expression: e.clone(),
+                });
+            }
+            Args::Healthcheck(h) => {
+                job = Ok(healthcheck_job(h.as_ref()));
+                match h {
+                    None => deps.extend([
+                        "Test".to_string(),
+                        "NONE".into(),
+                        "Interval".into(),
+                        "0s".into(),
                         "Timeout".into(),
-                        go_duration(h.timeout.as_deref()),
+                        "0s".into(),
                         "StartPeriod".into(),
-                        go_duration(h.start_period.as_deref()),
+                        "0s".into(),
                         "Retries".into(),
-                        h.retries.clone().unwrap_or_else(|| "0".into()),
-                    ]);
+                        "0".into(),
+                    ]),
+                    Some(h) => {
+                        let (cmd, prepend) = command_parts(&h.command);
+                        deps.push("Test".into());
+                        deps.push(if prepend { "CMD-SHELL" } else { "CMD" }.into());
+                        deps.extend(cmd);
+                        deps.extend([
+                            "Interval".to_string(),
+                            go_duration(h.interval.as_deref()),
+                            "Timeout".into(),
+                            go_duration(h.timeout.as_deref()),
+                            "StartPeriod".into(),
+                            go_duration(h.start_period.as_deref()),
+                            "Retries".into(),
+                            h.retries.clone().unwrap_or_else(|| "0".into()),
+                        ]);
+                    }
                 }
-            },
+            }
             Args::Arg(_) | Args::From { .. } => unreachable!("handled above"),
         }
         deps.extend(heredoc_extras(ins));
@@ -870,6 +1013,19 @@ fn dockerfile_stage(
         out.push(PlannedStage {
             name,
             digest: digest.clone(),
+            build: Some(StagedBuild {
+                base: base.take(),
+                step: match job {
+                    Ok(instruction) => StagedStep::Instruction {
+                        text: text.clone(),
+                        instruction,
+                    },
+                    Err(what) => StagedStep::Unsupported(format!(
+                        "{}, line {line}: {what} is not built by Kiln's staged builder yet",
+                        df.path
+                    )),
+                },
+            }),
             instruction: Some(text),
             dockerfile_stage: Some(index),
             werf_image: Some(werf_image.clone()),
@@ -896,6 +1052,93 @@ fn dockerfile_stage(
             provisional: provisional || env_unknown,
         },
     ))
+}
+
+/// The job form of a `RUN`: the command unexpanded (the shell expands it at run time), the
+/// stage's build args in its environment (Docker sets them for `RUN` only), the mounts as
+/// written.
+fn run_job(
+    r: &crate::dockerfile::RunArgs,
+    args: &BTreeMap<String, String>,
+    heredoc: bool,
+) -> Result<JobInstruction, String> {
+    if heredoc {
+        return Err("RUN with a heredoc".into());
+    }
+    if r.security.as_deref() == Some("insecure") {
+        return Err("RUN --security=insecure".into());
+    }
+    let (command, prepend_shell) = command_parts(&r.command);
+    let network = match r.network.as_deref() {
+        None => None,
+        Some("none") => Some(JobNetwork::None),
+        Some("host") => Some(JobNetwork::Host),
+        Some("default") => Some(JobNetwork::Default),
+        Some(other) => return Err(format!("RUN --network={other}")),
+    };
+    let mounts = r
+        .mounts
+        .iter()
+        .map(|m| {
+            if m.mount_type() == "ssh" {
+                RunMount::Ssh {
+                    target: m.target().map(str::to_string),
+                }
+            } else {
+                let spec = m
+                    .fields
+                    .iter()
+                    .map(|(k, v)| {
+                        if v.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{k}={v}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+                RunMount::Other { spec }
+            }
+        })
+        .collect();
+    Ok(JobInstruction::Run {
+        command,
+        prepend_shell,
+        env: args
+            .iter()
+            .map(|(name, value)| JobKeyValue {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        mounts,
+        network,
+    })
+}
+
+/// The job form of a `HEALTHCHECK` (`NONE`, `CMD args...` or `CMD-SHELL command`).
+fn healthcheck_job(h: Option<&crate::dockerfile::HealthcheckArgs>) -> JobInstruction {
+    match h {
+        None => JobInstruction::Healthcheck {
+            test: vec!["NONE".into()],
+            interval: None,
+            timeout: None,
+            start_period: None,
+            retries: None,
+        },
+        Some(h) => {
+            let (cmd, prepend) = command_parts(&h.command);
+            let mut test = vec![if prepend { "CMD-SHELL" } else { "CMD" }.to_string()];
+            test.extend(cmd);
+            JobInstruction::Healthcheck {
+                test,
+                interval: h.interval.clone(),
+                timeout: h.timeout.clone(),
+                start_period: h.start_period.clone(),
+                retries: h.retries.as_deref().and_then(|r| r.parse().ok()),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

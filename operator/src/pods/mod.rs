@@ -15,9 +15,9 @@ pub mod outcome;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, Pod,
-    PodSpec, ResourceRequirements, SecretVolumeSource, SecurityContext, Toleration, Volume,
-    VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
+    HostPathVolumeSource, KeyToPath, Pod, PodSpec, ResourceRequirements, SecretVolumeSource,
+    SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kiln_crds::ImageBuild;
@@ -66,6 +66,10 @@ pub struct BuilderDefaults {
     pub tolerations: Vec<Toleration>,
     /// Run the builder container privileged (Buildah needs mount rights on most clusters).
     pub privileged: bool,
+    /// Buildah storage driver of builder pods (`vfs`, `overlay`, `fuse-overlayfs`), passed
+    /// as `KILN_STORAGE_DRIVER`; `None` = the builder image's default (`vfs`). An
+    /// unprivileged pod with `fuse-overlayfs` gets the node's `/dev/fuse`.
+    pub storage_driver: Option<String>,
     /// How long a builder pod may stay unschedulable (no node matches its selector,
     /// resources or tolerations) before the build fails; `None` =
     /// [`DEFAULT_SCHEDULE_TIMEOUT`].
@@ -285,15 +289,41 @@ pub fn builder_pod(
         mounts.push(read_only(&volume, &format!("/kiln/ssh/{i}")));
     }
 
+    let mut env = vec![EnvVar {
+        name: "KILN_JOB_FILE".into(),
+        value: Some(JOB_FILE.into()),
+        ..EnvVar::default()
+    }];
+    if let Some(driver) = &defaults.storage_driver {
+        env.push(EnvVar {
+            name: "KILN_STORAGE_DRIVER".into(),
+            value: Some(driver.clone()),
+            ..EnvVar::default()
+        });
+        // A privileged container sees every host device; an unprivileged one only what
+        // it mounts.
+        if driver == "fuse-overlayfs" && !defaults.privileged {
+            volumes.push(Volume {
+                name: "fuse".into(),
+                host_path: Some(HostPathVolumeSource {
+                    path: "/dev/fuse".into(),
+                    type_: Some("CharDevice".into()),
+                }),
+                ..Volume::default()
+            });
+            mounts.push(VolumeMount {
+                name: "fuse".into(),
+                mount_path: "/dev/fuse".into(),
+                ..VolumeMount::default()
+            });
+        }
+    }
+
     let container = Container {
         name: CONTAINER.into(),
         image: Some(defaults.image.clone()),
         image_pull_policy: defaults.image_pull_policy.clone(),
-        env: Some(vec![EnvVar {
-            name: "KILN_JOB_FILE".into(),
-            value: Some(JOB_FILE.into()),
-            ..EnvVar::default()
-        }]),
+        env: Some(env),
         resources,
         volume_mounts: Some(mounts),
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),

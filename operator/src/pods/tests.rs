@@ -202,6 +202,61 @@ fn spec_resources_win_and_no_secrets_means_no_mounts() {
 }
 
 #[test]
+fn storage_driver_goes_to_the_environment_and_fuse_gets_dev_fuse_when_unprivileged() {
+    let ib = build();
+    let d = digests();
+    let req = BuilderPodRequest {
+        build: &ib,
+        image: "backend",
+        platform: "linux/amd64",
+        stage_digests: &d,
+        job_json: "{}",
+    };
+    let pod_for = |driver: Option<&str>, privileged: bool| {
+        let mut defaults = defaults();
+        defaults.storage_driver = driver.map(str::to_owned);
+        defaults.privileged = privileged;
+        builder_pod(&req, &defaults).unwrap().0.spec.unwrap()
+    };
+    let env_of = |spec: &PodSpec| -> Vec<(String, String)> {
+        spec.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect()
+    };
+    let has_fuse = |spec: &PodSpec| {
+        spec.volumes.iter().flatten().any(|v| {
+            v.host_path
+                .as_ref()
+                .map(|h| (h.path.as_str(), h.type_.as_deref()))
+                == Some(("/dev/fuse", Some("CharDevice")))
+        })
+    };
+
+    let default = pod_for(None, true);
+    assert_eq!(
+        env_of(&default),
+        vec![("KILN_JOB_FILE".into(), JOB_FILE.into())]
+    );
+    let overlay = pod_for(Some("overlay"), true);
+    assert!(env_of(&overlay).contains(&("KILN_STORAGE_DRIVER".into(), "overlay".into())));
+    assert!(!has_fuse(&overlay));
+    // Privileged: /dev/fuse is visible already; no hostPath volume.
+    assert!(!has_fuse(&pod_for(Some("fuse-overlayfs"), true)));
+    let fuse = pod_for(Some("fuse-overlayfs"), false);
+    assert!(has_fuse(&fuse));
+    assert!(
+        fuse.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "fuse" && m.mount_path == "/dev/fuse")
+    );
+}
+
+#[test]
 fn an_unstored_build_and_a_bad_platform_are_errors() {
     let mut ib = build();
     let d = digests();

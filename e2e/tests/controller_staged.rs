@@ -1,0 +1,352 @@
+//! The controller builds a `staged: true` Dockerfile image for real: kube-apiserver +
+//! emulated node (builder pods run the workspace's `kiln-builder` with Buildah), registry,
+//! git server.
+//!
+//! One stack, three ImageBuilds of a small staged project on busybox (`ENV`, `COPY`, `RUN`:
+//! one stage each, werf's staged v1): the first builds every stage, the second reuses them
+//! all without a pod, the third — after the COPY'd file changed — rebuilds the `copy` stage
+//! and the `run` stage after it, and reuses `env`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kiln_crds::{ImageBuild, Phase};
+use kiln_e2e::harness::{self, InProcessOperator};
+use kiln_e2e::stack::{LocalStack, StackOptions};
+use kiln_operator::controller::Settings;
+use kiln_operator::digest::staged::{Offline, StagedInputs};
+use kiln_operator::digest::{
+    DockerfileImageInput, PlannedStage, StagedMode, dockerfile_image_stages_with,
+};
+use kiln_operator::pods::BuilderDefaults;
+use kiln_operator::source::GitTree;
+use kiln_operator::storage::{RegistryClient, RegistryClientConfig, RepoRef};
+use kiln_testkit::git_server::Repo;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+
+const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+const PLATFORM: &str = "linux/amd64";
+
+const WERF_YAML: &str =
+    "project: stg\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\nstaged: true\n";
+const DOCKERFILE: &str =
+    "FROM busybox\nENV A=1\nCOPY app/ /app/\nRUN cat /app/x > /app/y && echo \"$A\" >> /app/y\n";
+
+fn settings(registry: &str) -> Settings {
+    Settings {
+        builder: BuilderDefaults {
+            image: "kiln-builder:dev".into(),
+            ..BuilderDefaults::default()
+        },
+        lock_namespace: "default".into(),
+        insecure_registries: vec![registry.to_owned()],
+    }
+}
+
+fn registry_client(registry: &str) -> RegistryClient {
+    RegistryClient::new(RegistryClientConfig {
+        plain_http_registries: vec![registry.to_owned()],
+        ..RegistryClientConfig::default()
+    })
+}
+
+/// The local stack with the CRD installed and the staged project on the git server.
+struct Fixture {
+    _stack: LocalStack,
+    registry: String,
+    client: kube::Client,
+    repo: Repo,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        kiln_e2e::init_test_logging();
+        let stack = LocalStack::start(StackOptions {
+            base_images: true,
+            ..StackOptions::default()
+        })
+        .await
+        .unwrap();
+        let registry = stack.registry().address().to_owned();
+        let client = stack.cluster().client();
+        harness::install_crd(&client).await.unwrap();
+        let (repo, _) = stack
+            .git()
+            .create_repo_with_files(
+                "stg",
+                &[
+                    ("werf.yaml", WERF_YAML),
+                    ("Dockerfile", DOCKERFILE),
+                    ("app/x", "one\n"),
+                ],
+            )
+            .unwrap();
+        Fixture {
+            _stack: stack,
+            registry,
+            client,
+            repo,
+        }
+    }
+
+    /// An ImageBuild of the project's `main` for linux/amd64, stages in `REGISTRY/stg`,
+    /// docker.io images through the registry as a mirror (it serves `library/busybox`).
+    fn build(&self, name: &str) -> ImageBuild {
+        serde_json::from_value(json!({
+            "apiVersion": "kiln.dev/v1alpha1",
+            "kind": "ImageBuild",
+            "metadata": {"name": name},
+            "spec": {
+                "source": {"git": {"url": self.repo.url(), "revision": "main"}},
+                "repo": format!("{}/stg", self.registry),
+                "platforms": [PLATFORM],
+                "registryMirrors": [format!("http://{}", self.registry)],
+            }
+        }))
+        .unwrap()
+    }
+
+    /// Stage tags (`DIGEST-TIMESTAMP_MILLISEC`) in the stages storage.
+    async fn stage_tags(&self) -> BTreeSet<String> {
+        let repo = RepoRef::from_str(&format!("{}/stg", self.registry)).unwrap();
+        registry_client(&self.registry)
+            .list_tags(&repo)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| is_stage_tag(t))
+            .collect()
+    }
+
+    /// The offline planner's stages of `app` at `commit` (with `inputs`).
+    fn planned(&self, commit: &str, inputs: &dyn StagedInputs) -> Vec<PlannedStage> {
+        let tree = GitTree::open(self.repo.work_dir(), Some(commit)).unwrap();
+        let args = BTreeMap::new();
+        let input = DockerfileImageInput {
+            image: "app",
+            context: "",
+            dockerfile: "Dockerfile",
+            target: None,
+            args: &args,
+            dependency_args: &args,
+            add_hosts: &[],
+            context_add_files: &[],
+            cache_version: None,
+            staged: StagedMode::StagedV1,
+            platform: PLATFORM,
+        };
+        dockerfile_image_stages_with(&tree, &input, inputs).unwrap()
+    }
+}
+
+/// The environment the testkit's busybox has (the one Docker Hub's busybox has).
+struct BusyboxEnv;
+
+impl StagedInputs for BusyboxEnv {
+    fn base_image_env(&self, reference: &str, _: &str) -> Option<BTreeMap<String, String>> {
+        assert_eq!(reference, "busybox");
+        Some(BTreeMap::from([(
+            "PATH".to_owned(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+        )]))
+    }
+    fn stage_image_name(&self, _: &str, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// `DIGEST-TIMESTAMP_MILLISEC`: 56 hex digits, a dash, 13 decimal digits.
+fn is_stage_tag(tag: &str) -> bool {
+    tag.split_once('-').is_some_and(|(d, ts)| {
+        d.len() == 56
+            && d.bytes().all(|b| b.is_ascii_hexdigit())
+            && ts.len() == 13
+            && ts.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+async fn create_and_wait(api: &Api<ImageBuild>, ib: &ImageBuild) -> ImageBuild {
+    api.create(&PostParams::default(), ib).await.unwrap();
+    let name = ib.metadata.name.as_deref().unwrap();
+    let done = harness::wait_finished(api, name, BUILD_TIMEOUT)
+        .await
+        .unwrap();
+    let status = done.status.as_ref().unwrap();
+    assert_eq!(
+        status.phase,
+        Phase::Succeeded,
+        "{name}: {:?}",
+        status.conditions
+    );
+    done
+}
+
+/// (stage name, stage tag, rebuilt) of `app` from the build report (a single-platform
+/// build has no `ImagesByPlatform`, as in werf).
+fn report_stages(ib: &ImageBuild) -> Vec<(String, String, bool)> {
+    let report = ib.status.as_ref().unwrap().report.as_ref().unwrap();
+    report.images["app"]
+        .stages
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|s| (s.name.clone(), s.docker_tag.clone(), s.rebuilt))
+        .collect()
+}
+
+fn builder_pods(ib: &ImageBuild) -> Vec<String> {
+    ib.status
+        .as_ref()
+        .unwrap()
+        .builder_pods
+        .iter()
+        .map(|p| format!("{} {}", p.image, p.platform))
+        .collect()
+}
+
+async fn pods_left(client: &kube::Client, name: &str) -> usize {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.list(&ListParams::default().labels(&format!("kiln.dev/imagebuild={name}")))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+/// The contents of `path` in the image `repo:tag` (layers searched from the top).
+async fn file_in_image(
+    storage: &RegistryClient,
+    repo: &RepoRef,
+    tag: &str,
+    path: &str,
+) -> Option<String> {
+    let manifest = storage.get_manifest(repo, tag).await.unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for layer in manifest["layers"].as_array().unwrap().iter().rev() {
+        let blob = storage
+            .get_blob(repo, layer["digest"].as_str().unwrap())
+            .await
+            .unwrap();
+        let file = dir.path().join("layer");
+        std::fs::write(&file, blob).unwrap();
+        let out = std::process::Command::new("tar")
+            .arg("-xOf")
+            .arg(&file)
+            .arg(path)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return Some(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn staged_image_builds_one_stage_per_instruction_then_reuses_then_rebuilds_from_the_copy() {
+    let fx = Fixture::start().await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings(&fx.registry),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let storage = registry_client(&fx.registry);
+    let repo = RepoRef::from_str(&format!("{}/stg", fx.registry)).unwrap();
+    let first_commit = fx.repo.head().unwrap();
+
+    // 1. Every stage is built by one pod: env, copy, run (staged v1 has no FROM stage).
+    let first = create_and_wait(&api, &fx.build("first")).await;
+    assert_eq!(builder_pods(&first), vec![format!("app {PLATFORM}")]);
+    assert_eq!(pods_left(&fx.client, "first").await, 0);
+    let stages = report_stages(&first);
+    let names: Vec<&str> = stages.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["env", "copy", "run"]);
+    assert!(stages.iter().all(|(_, _, rebuilt)| *rebuilt), "{stages:?}");
+    let tags = fx.stage_tags().await;
+    assert_eq!(
+        tags,
+        stages.iter().map(|(_, t, _)| t.clone()).collect(),
+        "one stage tag per instruction stage, the ones the report gives"
+    );
+    // The offline planner agrees on every stage it does not mark provisional; the RUN stage
+    // needs the base image's environment, which the controller read from the registry.
+    let offline = fx.planned(&first_commit, &Offline);
+    let provisional: Vec<bool> = offline.iter().map(|s| s.provisional).collect();
+    assert_eq!(provisional, [false, false, true]);
+    for (planned, (name, tag, _)) in offline.iter().zip(&stages) {
+        assert_eq!(&planned.name, name);
+        if !planned.provisional {
+            assert_eq!(&tag[..56], planned.digest, "{name}");
+        }
+    }
+    let with_env = fx.planned(&first_commit, &BusyboxEnv);
+    let expected: Vec<&str> = with_env.iter().map(|s| s.digest.as_str()).collect();
+    let built: Vec<&str> = stages.iter().map(|(_, t, _)| &t[..56]).collect();
+    assert_eq!(built, expected);
+    // The image is the RUN stage: it holds the COPY'd file and what RUN made of it with
+    // the ENV of the stage before.
+    let last = &stages[2].1;
+    assert_eq!(
+        file_in_image(&storage, &repo, last, "app/y").await,
+        Some("one\n1\n".into())
+    );
+    let record = &first
+        .status
+        .as_ref()
+        .unwrap()
+        .report
+        .as_ref()
+        .unwrap()
+        .images["app"];
+    assert_eq!(&record.docker_tag, last);
+
+    // 2. Same commit: every stage reused, no pod.
+    let second = create_and_wait(&api, &fx.build("second")).await;
+    assert_eq!(builder_pods(&second), Vec::<String>::new());
+    let again = report_stages(&second);
+    assert!(again.iter().all(|(_, _, rebuilt)| !rebuilt), "{again:?}");
+    assert_eq!(
+        again.iter().map(|(_, t, _)| t).collect::<Vec<_>>(),
+        stages.iter().map(|(_, t, _)| t).collect::<Vec<_>>()
+    );
+
+    // 3. The COPY'd file changes: copy and run are rebuilt on the found env stage.
+    fx.repo.write("app/x", "two\n").unwrap();
+    let second_commit = fx.repo.commit("x: two").unwrap();
+    let third = create_and_wait(&api, &fx.build("third")).await;
+    assert_eq!(builder_pods(&third), vec![format!("app {PLATFORM}")]);
+    let changed = report_stages(&third);
+    let rebuilt: Vec<(&str, bool)> = changed.iter().map(|(n, _, r)| (n.as_str(), *r)).collect();
+    assert_eq!(rebuilt, [("env", false), ("copy", true), ("run", true)]);
+    assert_eq!(changed[0].1, stages[0].1, "the env stage is reused");
+    let tags_after = fx.stage_tags().await;
+    assert_eq!(tags_after.len(), 5, "two new stage tags: {tags_after:?}");
+    assert!(tags_after.is_superset(&tags));
+    let offline = fx.planned(&second_commit, &Offline);
+    assert_eq!(&changed[1].1[..56], offline[1].digest, "copy");
+    assert_eq!(
+        file_in_image(&storage, &repo, &changed[2].1, "app/y").await,
+        Some("two\n1\n".into())
+    );
+    // The copy stage's parent is the reused env stage.
+    let manifest = storage.get_manifest(&repo, &changed[1].1).await.unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    let config = storage
+        .get_blob(&repo, manifest["config"]["digest"].as_str().unwrap())
+        .await
+        .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    assert_eq!(
+        config["config"]["Labels"]["werf.io/parent-stage-id"],
+        json!(stages[0].1)
+    );
+
+    operator.stop().await.unwrap();
+}

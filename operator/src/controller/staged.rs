@@ -1,0 +1,925 @@
+//! Staged Dockerfile images (`staged: true`) in the controller: their final stage digests,
+//! computed at Building time with the build-time facts the offline plan lacks, and the
+//! builder job of their missing stages.
+//!
+//! The planner computes staged digests offline; a stage whose digest needs a base image's
+//! environment (a `RUN`, an expansion that falls through to the base `ENV`) or the built
+//! image name of another Dockerfile stage is *provisional* there (werf reads these facts
+//! while building). Here, per image × platform, the facts are fetched before each digest
+//! computation — the `Env` of the base image's config from its registry (docker.io images
+//! through `spec.registryMirrors` first, as the builder pulls them) and the image name
+//! `REPO:DIGEST-TIMESTAMP` of a stage found in the stages storage — and the digests are
+//! computed again, until no new fact is asked for. The resolved digests replace the plan's,
+//! so lookup, locks, pod names and the build report all use them.
+//!
+//! A stage that stays provisional (its digest needs the image of a Dockerfile stage that is
+//! not built yet: a multi-stage staged Dockerfile) gets no digest and names what it waits
+//! for; the build of such an image is refused as unsupported for now.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use kiln_crds::ImageBuild;
+use kiln_crds::job::{Instruction, ParentRef, StageBuild, StageJob};
+
+use super::Error;
+use super::building::content_digest;
+use crate::config::ImageKind;
+use crate::digest::staged::{StageBase, StagedInputs, StagedStep};
+use crate::digest::{DockerfileImageInput, PlannedStage, StagedMode, dockerfile_image_stages_with};
+use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan, StagePlan};
+use crate::source::GitTree;
+use crate::storage::description::{ImageConfig, Manifest};
+use crate::storage::{
+    Freshness, OldestCreationTs, RegistryClient, RepoRef, StageDescription, StageDigest,
+    StagesStorage, StorageError,
+};
+
+/// The resolved stages of every staged image × platform of a plan, keyed by image name and
+/// platform (`linux/amd64`), in build order; each carries how the builder builds it.
+#[derive(Debug, Default)]
+pub struct StagedUnits {
+    units: HashMap<(String, String), Vec<PlannedStage>>,
+}
+
+impl StagedUnits {
+    /// The resolved stages of `unit`, when it is a staged image.
+    pub fn stages(&self, unit: &ImagePlan) -> Option<&[PlannedStage]> {
+        self.units
+            .get(&(unit.name.clone(), unit.platform.to_string()))
+            .map(Vec::as_slice)
+    }
+}
+
+/// What [`super::building::build_job`] needs for a staged image: the resolved stages and
+/// the stages storage's answer for each stage of the image × platform.
+#[derive(Debug, Clone, Copy)]
+pub struct StagedLookup<'a> {
+    /// The resolved staged stages of the plan.
+    pub units: &'a StagedUnits,
+    /// One entry per stage of the unit: the stage found in the stages storage, if any.
+    pub found: &'a [Option<StageDescription>],
+}
+
+/// Build-time facts gathered so far for one image × platform.
+#[derive(Debug, Default, Clone)]
+struct Facts {
+    /// (base reference, platform) → its config's `Env`.
+    envs: HashMap<(String, String), BTreeMap<String, String>>,
+    /// (werf image, last stage digest) → the stage's image name; `None` = not in the storage.
+    names: HashMap<(String, String), Option<String>>,
+}
+
+/// A fact the digest computation asked for and [`Facts`] does not hold yet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Miss {
+    Env { reference: String, platform: String },
+    Name { werf_image: String, digest: String },
+}
+
+/// [`StagedInputs`] answering from [`Facts`] and recording what it could not answer.
+struct Recording<'a> {
+    facts: &'a Facts,
+    misses: Mutex<Vec<Miss>>,
+}
+
+impl Recording<'_> {
+    fn miss(&self, miss: Miss) {
+        let mut misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+        if !misses.contains(&miss) {
+            misses.push(miss);
+        }
+    }
+}
+
+impl StagedInputs for Recording<'_> {
+    fn base_image_env(&self, reference: &str, platform: &str) -> Option<BTreeMap<String, String>> {
+        let key = (reference.to_owned(), platform.to_owned());
+        match self.facts.envs.get(&key) {
+            Some(env) => Some(env.clone()),
+            None => {
+                self.miss(Miss::Env {
+                    reference: key.0,
+                    platform: key.1,
+                });
+                None
+            }
+        }
+    }
+
+    fn stage_image_name(&self, werf_image: &str, last_stage_digest: &str) -> Option<String> {
+        let key = (werf_image.to_owned(), last_stage_digest.to_owned());
+        match self.facts.names.get(&key) {
+            Some(name) => name.clone(),
+            None => {
+                self.miss(Miss::Name {
+                    werf_image: key.0,
+                    digest: key.1,
+                });
+                None
+            }
+        }
+    }
+}
+
+/// What the digest computation of one image × platform reads, owned so that it can run on
+/// a blocking thread.
+#[derive(Debug, Clone)]
+struct UnitInput {
+    mirror: PathBuf,
+    commit: String,
+    image: String,
+    context: String,
+    dockerfile: String,
+    target: Option<String>,
+    args: BTreeMap<String, String>,
+    add_hosts: Vec<String>,
+    context_add_files: Vec<String>,
+    cache_version: Option<String>,
+    mode: StagedMode,
+    platform: String,
+}
+
+impl UnitInput {
+    fn compute(&self, facts: &Facts) -> Result<(Vec<PlannedStage>, Vec<Miss>), Error> {
+        let plan_error = |e| Error::Plan(crate::plan::project::ProjectPlanError::Source(e));
+        let tree = GitTree::open(&self.mirror, Some(&self.commit)).map_err(plan_error)?;
+        let no_args = BTreeMap::new();
+        let input = DockerfileImageInput {
+            image: &self.image,
+            context: &self.context,
+            dockerfile: &self.dockerfile,
+            target: self.target.as_deref(),
+            args: &self.args,
+            dependency_args: &no_args,
+            add_hosts: &self.add_hosts,
+            context_add_files: &self.context_add_files,
+            cache_version: self.cache_version.as_deref(),
+            staged: self.mode,
+            platform: &self.platform,
+        };
+        let recording = Recording {
+            facts,
+            misses: Mutex::new(Vec::new()),
+        };
+        let stages = dockerfile_image_stages_with(&tree, &input, &recording)
+            .map_err(|e| Error::Plan(e.into()))?;
+        let misses = recording
+            .misses
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        Ok((stages, misses))
+    }
+}
+
+/// Replaces the digests of every staged image × platform of `plan` with the ones computed
+/// with build-time facts (see the module docs) and returns how each stage is built.
+///
+/// Units whose stages wait on a dependency's identifiers (`dependencies[].imports` into a
+/// build arg) are left as planned (the build refuses them).
+///
+/// Errors: [`Error::Storage`] when a base image's config cannot be read from any of its
+/// registries (naming image, platform and base), [`Error::Plan`] for a source or Dockerfile
+/// error.
+pub async fn resolve(
+    ib: &ImageBuild,
+    plan: &mut ProjectPlan,
+    storage: &StagesStorage,
+    mirror: &Path,
+) -> Result<StagedUnits, Error> {
+    let staged_version = match ib.spec.staged_dockerfile_version {
+        kiln_crds::imagebuild::StagedDockerfileVersion::V1 => StagedMode::StagedV1,
+        kiln_crds::imagebuild::StagedDockerfileVersion::V2 => StagedMode::StagedV2,
+    };
+    let mut out = StagedUnits::default();
+    let ProjectPlan {
+        images,
+        config,
+        commit,
+        ..
+    } = plan;
+    for unit in images.iter_mut() {
+        if unit.kind != ImageBuildKind::StagedDockerfile
+            || unit.stages.iter().any(|s| !s.pending_on.is_empty())
+        {
+            continue;
+        }
+        let image = config.image(&unit.name).ok_or_else(|| {
+            Error::Internal(format!("planned image {:?} not in werf.yaml", unit.name))
+        })?;
+        let ImageKind::Dockerfile(d) = &image.kind else {
+            continue;
+        };
+        let input = UnitInput {
+            mirror: mirror.to_owned(),
+            commit: commit.clone(),
+            image: unit.name.clone(),
+            context: d.context.clone().unwrap_or_default(),
+            dockerfile: d.dockerfile.clone(),
+            target: d.target.clone(),
+            args: d.args_as_strings().unwrap_or_default(),
+            add_hosts: d.add_hosts().to_vec(),
+            context_add_files: d.context_add_files().to_vec(),
+            cache_version: config.effective_cache_version(image).map(str::to_owned),
+            mode: staged_version,
+            platform: unit.platform.to_string(),
+        };
+        let stages = resolve_unit(ib, storage, &input).await?;
+        unit.stages = resolved_stage_plans(&stages);
+        out.units
+            .insert((unit.name.clone(), unit.platform.to_string()), stages);
+    }
+    Ok(out)
+}
+
+/// The plan's view of resolved stages: a provisional stage has no digest and says what it
+/// waits for.
+fn resolved_stage_plans(stages: &[PlannedStage]) -> Vec<StagePlan> {
+    stages
+        .iter()
+        .map(|s| StagePlan {
+            name: s.name.clone(),
+            digest: (!s.provisional).then(|| s.digest.clone()),
+            instruction: s.instruction.clone(),
+            pending_on: if s.provisional {
+                vec![format!(
+                    "the built images of the Dockerfile stages {} uses (multi-stage staged Dockerfiles are not built by Kiln yet)",
+                    s.werf_image.as_deref().unwrap_or("this stage")
+                )]
+            } else {
+                Vec::new()
+            },
+            built_by: None,
+        })
+        .collect()
+}
+
+/// Computes, fetches what was asked for, computes again — until nothing new is asked. Each
+/// round answers at least one new question, and there are at most two per Dockerfile stage,
+/// so the loop ends; the bound only guards against a bug.
+async fn resolve_unit(
+    ib: &ImageBuild,
+    storage: &StagesStorage,
+    input: &UnitInput,
+) -> Result<Vec<PlannedStage>, Error> {
+    let mut facts = Facts::default();
+    for _ in 0..64 {
+        let (stages, misses) = {
+            let input = input.clone();
+            let facts = facts.clone();
+            tokio::task::spawn_blocking(move || input.compute(&facts))
+                .await
+                .map_err(|e| Error::Internal(format!("staged digest task: {e}")))??
+        };
+        if misses.is_empty() {
+            return Ok(stages);
+        }
+        for miss in misses {
+            match miss {
+                Miss::Env {
+                    reference,
+                    platform,
+                } => {
+                    let env = base_image_env(
+                        storage.client(),
+                        &ib.spec.registry_mirrors,
+                        &reference,
+                        &platform,
+                    )
+                    .await
+                    .map_err(|source| Error::Storage {
+                        operation: format!(
+                            "image {:?} ({platform}): reading the environment of base image {reference:?}",
+                            input.image
+                        ),
+                        source: Box::new(source),
+                    })?;
+                    facts.envs.insert((reference, platform), env);
+                }
+                Miss::Name { werf_image, digest } => {
+                    let name = stage_image_name(storage, &digest).await.map_err(|source| {
+                        Error::Storage {
+                            operation: format!(
+                                "image {:?} ({}): looking up stage {digest} of {werf_image:?}",
+                                input.image, input.platform
+                            ),
+                            source: Box::new(source),
+                        }
+                    })?;
+                    facts.names.insert((werf_image, digest), name);
+                }
+            }
+        }
+    }
+    Err(Error::Internal(format!(
+        "image {:?} ({}): staged digests did not settle",
+        input.image, input.platform
+    )))
+}
+
+/// The image name (`REPO:DIGEST-TIMESTAMP`) of the stage with `digest`, when the stages
+/// storage has it.
+async fn stage_image_name(
+    storage: &StagesStorage,
+    digest: &str,
+) -> Result<Option<String>, StorageError> {
+    let Ok(d) = StageDigest::from_str(digest) else {
+        return Ok(None);
+    };
+    Ok(storage
+        .find_stage(&d, None, &OldestCreationTs, Freshness::Cached)
+        .await?
+        .map(|s| s.image_name()))
+}
+
+/// An image reference split into repository and tag or digest (`latest` when neither).
+///
+/// Errors: [`StorageError::InvalidRepo`] when the name is not a repository.
+pub fn split_reference(reference: &str) -> Result<(RepoRef, String), StorageError> {
+    let (name, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (reference, None),
+    };
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name[last_slash..].rfind(':') {
+        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
+        None => (name, None),
+    };
+    let repo = RepoRef::from_str(name)?;
+    let at = match (digest, tag) {
+        (Some(d), _) => d.to_owned(),
+        (None, Some(t)) => t.to_owned(),
+        (None, None) => "latest".to_owned(),
+    };
+    Ok((repo, at))
+}
+
+/// Where a docker.io repository is read through `mirrors` (`host[:port][/path]`, with an
+/// optional `http://`/`https://` prefix), in order, then from docker.io itself — the order
+/// the builder pulls in. Other registries are read directly.
+pub fn mirrored_repos(repo: &RepoRef, mirrors: &[String]) -> Vec<RepoRef> {
+    let mut out = Vec::new();
+    if repo.registry() == crate::storage::reference::DOCKER_HUB {
+        for mirror in mirrors {
+            let bare = mirror
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .trim_end_matches('/');
+            let (host, path) = bare.split_once('/').unwrap_or((bare, ""));
+            let repository = if path.is_empty() {
+                repo.repository().to_owned()
+            } else {
+                format!("{path}/{}", repo.repository())
+            };
+            if let Ok(r) = RepoRef::new(host, &repository) {
+                out.push(r);
+            }
+        }
+    }
+    out.push(repo.clone());
+    out
+}
+
+/// The `Env` of a base image's config for `platform`, as werf reads it for staged digests
+/// (`KEY=value` entries split at the first `=`). `scratch` has none. A manifest list is
+/// resolved to the platform's entry.
+///
+/// Errors: when no registry of [`mirrored_repos`] serves it, the first answer that is not
+/// "unreachable" (a mirror's 404 says more than an unreachable docker.io), else the last;
+/// at once [`StorageError::InvalidManifest`] (e.g. the list has no entry for the platform)
+/// or [`StorageError::InvalidImageConfig`] from a registry that has the image.
+pub async fn base_image_env(
+    client: &RegistryClient,
+    mirrors: &[String],
+    reference: &str,
+    platform: &str,
+) -> Result<BTreeMap<String, String>, StorageError> {
+    if reference == "scratch" {
+        return Ok(BTreeMap::new());
+    }
+    let (repo, at) = split_reference(reference)?;
+    let mut errors = Vec::new();
+    for candidate in mirrored_repos(&repo, mirrors) {
+        match config_env(client, &candidate, &at, platform).await {
+            Ok(env) => return Ok(env),
+            Err(
+                e
+                @ (StorageError::InvalidManifest { .. } | StorageError::InvalidImageConfig { .. }),
+            ) => return Err(e),
+            Err(e) => errors.push(e),
+        }
+    }
+    let informative = errors
+        .iter()
+        .position(|e| !matches!(e, StorageError::Unavailable { .. }))
+        .unwrap_or(errors.len() - 1);
+    Err(errors.swap_remove(informative))
+}
+
+async fn config_env(
+    client: &RegistryClient,
+    repo: &RepoRef,
+    at: &str,
+    platform: &str,
+) -> Result<BTreeMap<String, String>, StorageError> {
+    let invalid = |reference: &str, reason: String| StorageError::InvalidManifest {
+        repo: repo.to_string(),
+        reference: reference.to_owned(),
+        reason,
+    };
+    let raw = client.get_manifest(repo, at).await?;
+    let mut manifest = Manifest::parse(&raw.bytes).map_err(|r| invalid(at, r))?;
+    if let Manifest::Index { manifests, .. } = &manifest {
+        let entry = manifests
+            .iter()
+            .find(|d| {
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| platform_matches(&p.to_string(), platform))
+            })
+            .ok_or_else(|| invalid(at, format!("the manifest list has no {platform} image")))?;
+        let digest = entry.digest.clone();
+        let raw = client.get_manifest(repo, &digest).await?;
+        manifest = Manifest::parse(&raw.bytes).map_err(|r| invalid(&digest, r))?;
+    }
+    let Manifest::Image { config, .. } = manifest else {
+        return Err(invalid(at, "a manifest list inside a manifest list".into()));
+    };
+    let blob = client.get_blob(repo, &config.digest).await?;
+    // Checks the shape the stages storage expects of any image config.
+    ImageConfig::parse(&blob).map_err(|reason| StorageError::InvalidImageConfig {
+        repo: repo.to_string(),
+        digest: config.digest.clone(),
+        reason,
+    })?;
+    Ok(env_of_config(&blob))
+}
+
+/// `config.Env` of an image config blob, `KEY=value` split at the first `=` (an entry
+/// without `=` is a variable with an empty value).
+pub fn env_of_config(blob: &[u8]) -> BTreeMap<String, String> {
+    let value: serde_json::Value = serde_json::from_slice(blob).unwrap_or_default();
+    value["config"]["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str())
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (e.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// Whether an index entry's `os/arch[/variant]` serves `wanted` (`linux/arm64` matches an
+/// entry `linux/arm64/v8`; a wanted variant must match).
+fn platform_matches(entry: &str, wanted: &str) -> bool {
+    if entry == wanted {
+        return true;
+    }
+    let e: Vec<&str> = entry.split('/').collect();
+    let w: Vec<&str> = wanted.split('/').collect();
+    w.len() == 2 && e.len() == 3 && e[..2] == w[..]
+}
+
+/// The builder job stages of a staged image × platform's `missing` stages (indices into
+/// `stages`, ascending; `found` has the stages storage's answer for every stage), and the
+/// external images the job reads (`FROM` bases, `COPY --from` images).
+///
+/// The first stage of each Dockerfile stage is built on its base (an external image, or
+/// the found image of the Dockerfile stage it is based on); every other stage on the stage
+/// before it: `Previous` when that one is built in the same job, else its image in the
+/// stages storage (the pod starts from the last found stage).
+///
+/// Errors: [`Error::Unsupported`] for a stage without a final digest or an instruction the
+/// builder has no form for; [`Error::Internal`] when the inputs disagree.
+pub fn stage_jobs(
+    unit: &ImagePlan,
+    stages: &[PlannedStage],
+    missing: &[usize],
+    found: &[Option<StageDescription>],
+) -> Result<(Vec<StageJob>, Vec<String>), Error> {
+    let platform = unit.platform.to_string();
+    let at = |i: usize| {
+        format!(
+            "image {:?} ({platform}), stage {} {:?}",
+            unit.name,
+            i + 1,
+            stages[i].name
+        )
+    };
+    let mut jobs = Vec::with_capacity(missing.len());
+    let mut base_images: Vec<String> = Vec::new();
+    for (k, &i) in missing.iter().enumerate() {
+        let stage = stages
+            .get(i)
+            .ok_or_else(|| Error::Internal(format!("{}: no such stage", unit.name)))?;
+        if stage.provisional {
+            return Err(Error::Unsupported(format!(
+                "{}: its digest needs the built images of earlier Dockerfile stages (multi-stage staged Dockerfiles are not built by Kiln yet)",
+                at(i)
+            )));
+        }
+        let build = stage
+            .build
+            .as_ref()
+            .ok_or_else(|| Error::Internal(format!("{}: not a staged stage", at(i))))?;
+        let parent = match &build.base {
+            Some(StageBase::Image(reference)) => {
+                if reference != "scratch" && !base_images.contains(reference) {
+                    base_images.push(reference.clone());
+                }
+                ParentRef::Image {
+                    reference: reference.clone(),
+                }
+            }
+            Some(StageBase::Stage { image_name, .. }) => ParentRef::Stage {
+                reference: image_name.clone(),
+            },
+            None if i > 0 && k > 0 && missing[k - 1] == i - 1 => ParentRef::Previous,
+            None => match i
+                .checked_sub(1)
+                .and_then(|p| found.get(p))
+                .cloned()
+                .flatten()
+            {
+                Some(previous) => ParentRef::Stage {
+                    reference: previous.image_name(),
+                },
+                None => {
+                    return Err(Error::Internal(format!(
+                        "{}: the stage before it is neither found nor built in this job",
+                        at(i)
+                    )));
+                }
+            },
+        };
+        let build = match &build.step {
+            StagedStep::From => StageBuild::From,
+            StagedStep::Instruction { text, instruction } => {
+                if let Instruction::Copy {
+                    from: Some(from), ..
+                } = instruction
+                    && !base_images.contains(from)
+                {
+                    base_images.push(from.clone());
+                }
+                StageBuild::Instruction {
+                    text: text.clone(),
+                    instruction: instruction.clone(),
+                }
+            }
+            StagedStep::Unsupported(reason) => {
+                return Err(Error::Unsupported(format!("{}: {reason}", at(i))));
+            }
+        };
+        jobs.push(StageJob {
+            name: stage.name.clone(),
+            digest: stage.digest.clone(),
+            content_digest: content_digest(&platform, &stage.name, &stage.digest),
+            parent,
+            build,
+            labels: BTreeMap::new(),
+        });
+    }
+    Ok((jobs, base_images))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Platform as ConfigPlatform;
+    use crate::digest::staged::StagedBuild;
+    use crate::storage::StageId;
+    use crate::storage::description::Descriptor;
+    use kiln_crds::job::KeyValue;
+
+    const ENV: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const COPY: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const RUN: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+
+    fn planned(
+        name: &str,
+        digest: &str,
+        base: Option<StageBase>,
+        step: StagedStep,
+    ) -> PlannedStage {
+        PlannedStage {
+            name: name.into(),
+            digest: digest.into(),
+            instruction: None,
+            dockerfile_stage: Some(0),
+            werf_image: Some("app".into()),
+            provisional: false,
+            build: Some(StagedBuild { base, step }),
+        }
+    }
+
+    fn step(text: &str, instruction: Instruction) -> StagedStep {
+        StagedStep::Instruction {
+            text: text.into(),
+            instruction,
+        }
+    }
+
+    /// FROM busybox; ENV A=1; COPY --from=alpine:3.20 /etc/os-release /o; RUN true
+    fn stages() -> Vec<PlannedStage> {
+        vec![
+            planned(
+                "env",
+                ENV,
+                Some(StageBase::Image("busybox".into())),
+                step(
+                    "ENV A=1",
+                    Instruction::Env {
+                        vars: vec![KeyValue {
+                            name: "A".into(),
+                            value: "1".into(),
+                        }],
+                    },
+                ),
+            ),
+            planned(
+                "copy",
+                COPY,
+                None,
+                step(
+                    "COPY /etc/os-release /o",
+                    Instruction::Copy {
+                        sources: vec!["/etc/os-release".into()],
+                        dest: "/o".into(),
+                        from: Some("alpine:3.20".into()),
+                        chown: None,
+                        chmod: None,
+                    },
+                ),
+            ),
+            planned(
+                "run",
+                RUN,
+                None,
+                step(
+                    "RUN true",
+                    Instruction::Run {
+                        command: vec!["true".into()],
+                        prepend_shell: true,
+                        env: vec![],
+                        mounts: vec![],
+                        network: None,
+                    },
+                ),
+            ),
+        ]
+    }
+
+    fn unit(stages: &[PlannedStage]) -> ImagePlan {
+        ImagePlan {
+            name: "app".into(),
+            platform: ConfigPlatform::parse("linux/amd64").unwrap(),
+            kind: ImageBuildKind::StagedDockerfile,
+            is_final: true,
+            depends_on: Vec::new(),
+            stages: resolved_stage_plans(stages),
+        }
+    }
+
+    fn found(digest: &str, ts: u64) -> StageDescription {
+        let config = Descriptor {
+            media_type: String::new(),
+            digest: format!("sha256:{}", "1".repeat(64)),
+            size: 10,
+            platform: None,
+        };
+        StageDescription::new(
+            StageId::new(StageDigest::from_str(digest).unwrap(), ts),
+            RepoRef::from_str("127.0.0.1:5000/stg").unwrap(),
+            format!("sha256:{}", "2".repeat(64)),
+            100,
+            Manifest::Image {
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                config,
+                layers: Vec::new(),
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn nothing_found_builds_every_stage_from_the_base() {
+        let stages = stages();
+        let (jobs, bases) =
+            stage_jobs(&unit(&stages), &stages, &[0, 1, 2], &[None, None, None]).unwrap();
+        let parents: Vec<&ParentRef> = jobs.iter().map(|j| &j.parent).collect();
+        assert_eq!(
+            parents,
+            [
+                &ParentRef::Image {
+                    reference: "busybox".into()
+                },
+                &ParentRef::Previous,
+                &ParentRef::Previous,
+            ]
+        );
+        // FROM bases and COPY --from images, for a `network: none` pull.
+        assert_eq!(bases, ["busybox", "alpine:3.20"]);
+        let digests: Vec<(&str, &str, &str)> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.name.as_str(),
+                    j.digest.as_str(),
+                    j.content_digest.as_str(),
+                )
+            })
+            .collect();
+        // Content digests: SHA3-224 of "1.2:::<name>-content::::::<digest>:::", computed
+        // with Python's hashlib.
+        assert_eq!(
+            digests,
+            [
+                (
+                    "env",
+                    ENV,
+                    "52eacdd4a1960acfad0ed9947ec97989e0eb7d5bd625aa3dab0072c3"
+                ),
+                (
+                    "copy",
+                    COPY,
+                    "89c56607ab3a6a3b23fb2edbcc5526326e8b62e4372c7d709dc60741"
+                ),
+                (
+                    "run",
+                    RUN,
+                    "8c9d375e23c6b02e4319aaea614ae07645075ea29bf9389b9175c191"
+                ),
+            ]
+        );
+        assert_eq!(
+            jobs[2].build,
+            StageBuild::Instruction {
+                text: "RUN true".into(),
+                instruction: Instruction::Run {
+                    command: vec!["true".into()],
+                    prepend_shell: true,
+                    env: vec![],
+                    mounts: vec![],
+                    network: None,
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn the_pod_starts_from_the_last_found_stage() {
+        let stages = stages();
+        let (jobs, bases) = stage_jobs(
+            &unit(&stages),
+            &stages,
+            &[1, 2],
+            &[Some(found(ENV, 1_700_000_000_000)), None, None],
+        )
+        .unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            jobs[0].parent,
+            ParentRef::Stage {
+                reference: format!("127.0.0.1:5000/stg:{ENV}-1700000000000"),
+            }
+        );
+        assert_eq!(jobs[1].parent, ParentRef::Previous);
+        assert_eq!(bases, ["alpine:3.20"]);
+    }
+
+    #[test]
+    fn a_stage_on_another_dockerfile_stage_starts_from_its_image() {
+        let mut stages = stages();
+        stages[2].build.as_mut().unwrap().base = Some(StageBase::Stage {
+            werf_image: "app/stage/base".into(),
+            last_stage_digest: ENV.into(),
+            image_name: "127.0.0.1:5000/stg:x-1".into(),
+        });
+        let (jobs, _) = stage_jobs(
+            &unit(&stages),
+            &stages,
+            &[1, 2],
+            &[Some(found(ENV, 1)), None, None],
+        )
+        .unwrap();
+        assert_eq!(
+            jobs[1].parent,
+            ParentRef::Stage {
+                reference: "127.0.0.1:5000/stg:x-1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unbuildable_stages_are_refused_with_image_and_stage() {
+        let mut stages = stages();
+        stages[1].build.as_mut().unwrap().step =
+            StagedStep::Unsupported("Dockerfile, line 3: COPY with a heredoc is not built".into());
+        let err = stage_jobs(&unit(&stages), &stages, &[0, 1, 2], &[None, None, None]).unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)));
+        assert_eq!(
+            err.to_string(),
+            "image \"app\" (linux/amd64), stage 2 \"copy\": Dockerfile, line 3: COPY with a heredoc is not built"
+        );
+        let mut stages = self::stages();
+        stages[2].provisional = true;
+        let err = stage_jobs(&unit(&stages), &stages, &[2], &[None, None, None]).unwrap_err();
+        assert!(err.to_string().contains("stage 3 \"run\""), "{err}");
+        assert!(err.to_string().contains("multi-stage"), "{err}");
+        // A missing stage whose predecessor is neither found nor in the job.
+        let err = stage_jobs(
+            &unit(&self::stages()),
+            &self::stages(),
+            &[2],
+            &[None, None, None],
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Internal(_)), "{err}");
+    }
+
+    #[test]
+    fn provisional_stages_have_no_digest_in_the_plan() {
+        let mut stages = stages();
+        stages[2].provisional = true;
+        let plans = resolved_stage_plans(&stages);
+        assert_eq!(plans[1].digest.as_deref(), Some(COPY));
+        assert_eq!(plans[2].digest, None);
+        assert_eq!(plans[2].pending_on.len(), 1);
+        assert!(
+            plans[2].pending_on[0].contains("app"),
+            "{:?}",
+            plans[2].pending_on
+        );
+    }
+
+    #[test]
+    fn references_split_into_repository_and_tag() {
+        let (repo, at) = split_reference("busybox").unwrap();
+        assert_eq!(
+            (repo.to_string().as_str(), at.as_str()),
+            ("docker.io/library/busybox", "latest")
+        );
+        let (repo, at) = split_reference("127.0.0.1:5000/base/img:1.2").unwrap();
+        assert_eq!(
+            (repo.to_string().as_str(), at.as_str()),
+            ("127.0.0.1:5000/base/img", "1.2")
+        );
+        let digest = format!("sha256:{}", "f".repeat(64));
+        let (repo, at) = split_reference(&format!("alpine:3.20@{digest}")).unwrap();
+        assert_eq!(
+            (repo.to_string().as_str(), at.as_str()),
+            ("docker.io/library/alpine", digest.as_str())
+        );
+        assert!(split_reference("UPPER/Case").is_err());
+    }
+
+    #[test]
+    fn docker_hub_images_go_through_the_mirrors_first() {
+        let hub = RepoRef::from_str("busybox").unwrap();
+        let mirrors = vec![
+            "http://127.0.0.1:5000".to_owned(),
+            "https://mirror.example.org/hub/".to_owned(),
+        ];
+        let names: Vec<String> = mirrored_repos(&hub, &mirrors)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "127.0.0.1:5000/library/busybox",
+                "mirror.example.org/hub/library/busybox",
+                "docker.io/library/busybox",
+            ]
+        );
+        let other = RepoRef::from_str("quay.io/org/img").unwrap();
+        assert_eq!(mirrored_repos(&other, &mirrors), vec![other]);
+    }
+
+    #[test]
+    fn config_env_splits_at_the_first_equals_sign() {
+        let blob = br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin","X=a=b","EMPTY"]}}"#;
+        assert_eq!(
+            env_of_config(blob),
+            BTreeMap::from([
+                ("EMPTY".to_owned(), String::new()),
+                ("PATH".to_owned(), "/bin".to_owned()),
+                ("X".to_owned(), "a=b".to_owned()),
+            ])
+        );
+        assert_eq!(env_of_config(b"{}"), BTreeMap::new());
+    }
+
+    #[test]
+    fn index_entries_match_the_platform() {
+        assert!(platform_matches("linux/arm64/v8", "linux/arm64"));
+        assert!(platform_matches("linux/amd64", "linux/amd64"));
+        assert!(!platform_matches("linux/arm/v6", "linux/arm/v7"));
+        assert!(!platform_matches("linux/arm64", "linux/amd64"));
+    }
+}

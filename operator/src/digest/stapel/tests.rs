@@ -445,3 +445,41 @@ fn legacy_stage_names_enter_digests() {
     );
     assert_eq!(digest_stage_name("install"), "install");
 }
+
+#[test]
+fn stage_dependencies_checksum_below_add_respects_excludes() {
+    let r = repo(&[
+        ("src/package.json", "{}\n"),
+        ("src/docs/a.md", "m\n"),
+        ("src/lib/x.js", "x\n"),
+        ("README", "r\n"),
+    ]);
+    let cfg = image(
+        "from: alpine\ngit:\n- add: /src\n  to: /app\n  excludePaths: docs\n  stageDependencies:\n    install: '**/*'\n    beforeSetup: [package.json, missing.txt]\n    setup: nothing-here\n",
+    );
+    let mapping = git::Mapping::from_config(&cfg.git[0]).unwrap();
+    // `**/*` selects src/lib as a whole (its tree id) and src/package.json; docs is excluded.
+    // python3: tree = sha1(b"tree 32\0100644 x.js\0" + bytes.fromhex(blob("x\n")));
+    // ls = sha256(tree + "0040000lib\0" + blob("{}\n") + "0100644package.json\0");
+    // expected = sha256(ls)
+    assert_eq!(
+        mapping
+            .stage_dependencies_checksum(&r.tree, git::UserStage::Install)
+            .unwrap(),
+        "d129568b128d6de6cded2b358b9b87529cac7cd0da580b4c9798fb25352f0c9b"
+    );
+    // A glob selecting nothing adds nothing: sha256(ls of package.json alone).
+    assert_eq!(
+        mapping
+            .stage_dependencies_checksum(&r.tree, git::UserStage::BeforeSetup)
+            .unwrap(),
+        "20d0c9a7ede3523e97b274490cabf613f7d322c92d8230dbf20fec1064568c51"
+    );
+    // Nothing selected at all still hashes: sha256("") (werf only warns).
+    assert_eq!(
+        mapping
+            .stage_dependencies_checksum(&r.tree, git::UserStage::Setup)
+            .unwrap(),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+}

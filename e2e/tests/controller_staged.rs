@@ -67,6 +67,15 @@ impl Fixture {
     }
 
     async fn start_with(dockerfile: &str) -> Fixture {
+        Fixture::start_with_files(&[
+            ("werf.yaml", WERF_YAML),
+            ("Dockerfile", dockerfile),
+            ("app/x", "one\n"),
+        ])
+        .await
+    }
+
+    async fn start_with_files(files: &[(&str, &str)]) -> Fixture {
         kiln_e2e::init_test_logging();
         let stack = LocalStack::start(StackOptions {
             base_images: true,
@@ -77,17 +86,7 @@ impl Fixture {
         let registry = stack.registry().address().to_owned();
         let client = stack.cluster().client();
         harness::install_crd(&client).await.unwrap();
-        let (repo, _) = stack
-            .git()
-            .create_repo_with_files(
-                "stg",
-                &[
-                    ("werf.yaml", WERF_YAML),
-                    ("Dockerfile", dockerfile),
-                    ("app/x", "one\n"),
-                ],
-            )
-            .unwrap();
+        let (repo, _) = stack.git().create_repo_with_files("stg", files).unwrap();
         Fixture {
             _stack: stack,
             registry,
@@ -193,8 +192,12 @@ async fn create_and_wait(api: &Api<ImageBuild>, ib: &ImageBuild) -> ImageBuild {
 /// (stage name, stage tag, rebuilt) of `app` from the build report (a single-platform
 /// build has no `ImagesByPlatform`, as in werf).
 fn report_stages(ib: &ImageBuild) -> Vec<(String, String, bool)> {
+    image_stages(ib, "app")
+}
+
+fn image_stages(ib: &ImageBuild, image: &str) -> Vec<(String, String, bool)> {
     let report = ib.status.as_ref().unwrap().report.as_ref().unwrap();
-    report.images["app"]
+    report.images[image]
         .stages
         .as_ref()
         .unwrap()
@@ -408,6 +411,120 @@ async fn multi_stage_staged_image_builds_the_stage_it_copies_from_first() {
             .map(|(_, t, _)| t)
             .collect::<Vec<_>>(),
         stages.iter().map(|(_, t, _)| t).collect::<Vec<_>>()
+    );
+    operator.stop().await.unwrap();
+}
+
+const DEPENDENCIES_WERF_YAML: &str = r#"project: stg
+configVersion: 1
+---
+image: base
+dockerfile: base.Dockerfile
+---
+image: app
+dockerfile: app.Dockerfile
+dependencies:
+- image: base
+  imports:
+  - type: ImageName
+    targetBuildArg: BASE
+---
+image: tool
+dockerfile: tool.Dockerfile
+staged: true
+dependencies:
+- image: base
+  imports:
+  - type: ImageID
+    targetBuildArg: BASE_ID
+  - type: ImageTag
+    targetBuildArg: BASE_TAG
+"#;
+
+#[tokio::test]
+async fn dependency_build_args_come_from_the_published_dependency() {
+    let fx = Fixture::start_with_files(&[
+        ("werf.yaml", DEPENDENCIES_WERF_YAML),
+        ("base.Dockerfile", "FROM busybox\nRUN echo base > /base\n"),
+        (
+            "app.Dockerfile",
+            "ARG BASE\nFROM $BASE\nRUN cat /base > /app\n",
+        ),
+        (
+            "tool.Dockerfile",
+            "FROM busybox\nARG BASE_ID\nARG BASE_TAG\nRUN echo \"$BASE_ID $BASE_TAG\" > /id\n",
+        ),
+    ])
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings(&fx.registry),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let storage = registry_client(&fx.registry);
+    let repo = RepoRef::from_str(&format!("{}/stg", fx.registry)).unwrap();
+    let commit = fx.repo.head().unwrap();
+
+    let first = create_and_wait(&api, &fx.build("deps")).await;
+    let mut pods = builder_pods(&first);
+    pods.sort();
+    assert_eq!(
+        pods,
+        ["app", "base", "tool"].map(|i| format!("{i} {PLATFORM}"))
+    );
+    let report = first.status.as_ref().unwrap().report.as_ref().unwrap();
+    let base = &report.images["base"];
+    let base_name = format!("{}/stg:{}", fx.registry, base.docker_tag);
+    assert_eq!(base.docker_image_name, base_name);
+    // app is built FROM the dependency's image name.
+    let app_tag = &report.images["app"].docker_tag;
+    assert_eq!(
+        file_in_image(&storage, &repo, app_tag, "app").await,
+        Some("base\n".into())
+    );
+    // Its digest is the planner's with the build arg set to that name.
+    let tree = GitTree::open(fx.repo.work_dir(), Some(&commit)).unwrap();
+    let args = BTreeMap::new();
+    let dependency_args = BTreeMap::from([("BASE".to_owned(), base_name.clone())]);
+    let input = DockerfileImageInput {
+        image: "app",
+        context: "",
+        dockerfile: "app.Dockerfile",
+        target: None,
+        args: &args,
+        dependency_args: &dependency_args,
+        add_hosts: &[],
+        context_add_files: &[],
+        cache_version: None,
+        staged: StagedMode::NonStaged,
+        platform: PLATFORM,
+    };
+    let planned = dockerfile_image_stages_with(&tree, &input, &Offline).unwrap();
+    assert_eq!(&app_tag[..56], planned[0].digest);
+    // The staged tool image's RUN saw the dependency's image ID and tag.
+    let tool_stages = image_stages(&first, "tool");
+    assert_eq!(
+        file_in_image(&storage, &repo, &tool_stages.last().unwrap().1, "id").await,
+        Some(format!("{} {}\n", base.docker_image_id, base.docker_tag))
+    );
+
+    // Same commit: nothing to build.
+    let second = create_and_wait(&api, &fx.build("deps-again")).await;
+    assert_eq!(builder_pods(&second), Vec::<String>::new());
+    assert_eq!(
+        second
+            .status
+            .as_ref()
+            .unwrap()
+            .report
+            .as_ref()
+            .unwrap()
+            .images["app"]
+            .docker_tag,
+        *app_tag
     );
     operator.stop().await.unwrap();
 }

@@ -73,6 +73,7 @@ impl Harness {
             platform: None,
             network: NetworkMode::Default,
             ssh_key_paths: vec![],
+            secrets: vec![],
             registry_mirrors: vec![],
             insecure_registries: vec![self.registry.address().to_owned()],
             registry_auth_path: None,

@@ -249,6 +249,8 @@ async fn helm_install_is_accepted_and_rbac_is_least_privilege() -> anyhow::Resul
             q("list", "imagebuilds.kiln.dev", "ci"),
             q("watch", "imagebuilds.kiln.dev", "ci"),
             q("patch", "imagebuilds.kiln.dev", "ci"),
+            // spec.retention: finished builds past their TTL are deleted.
+            q("delete", "imagebuilds.kiln.dev", "ci"),
             q("patch", "imagebuilds.kiln.dev/status", "ci"),
             q("update", "imagebuilds.kiln.dev/finalizers", "ci"),
             q("create", "pods", "ci"),
@@ -287,11 +289,12 @@ async fn helm_install_is_accepted_and_rbac_is_least_privilege() -> anyhow::Resul
             q("list", "configmaps", ""),
             q("list", "configmaps", LOCK_NS),
             q("delete", "configmaps", LOCK_NS),
-            // Pods and builds only in watched namespaces; builds are never deleted.
+            // Pods and builds only in watched namespaces; builds are never created.
             q("create", "pods", "qa"),
             q("create", "pods", RELEASE_NS),
             q("list", "imagebuilds.kiln.dev", "qa"),
-            q("delete", "imagebuilds.kiln.dev", "ci"),
+            q("delete", "imagebuilds.kiln.dev", "qa"),
+            q("create", "imagebuilds.kiln.dev", "ci"),
             q("create", "pods/exec", "ci"),
             // Leases only in the release namespace; no RBAC or CRD writes.
             q("update", "leases.coordination.k8s.io", "ci"),

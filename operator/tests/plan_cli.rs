@@ -161,3 +161,53 @@ fn bad_input_exits_non_zero_with_the_cause() {
     assert!(err.contains("werf.yaml, document 2"), "{err}");
     assert!(err.contains("YAML syntax error"), "{err}");
 }
+
+#[test]
+fn stapel_stages_are_printed_with_provisional_notes() {
+    let yaml = "project: shop
+configVersion: 1
+---
+image: app
+from: alpine:3.20
+git:
+- add: /
+  to: /app
+shell:
+  install: [npm ci]
+";
+    let repo = TestRepo::new();
+    let commit = repo.commit(&[("werf.yaml", yaml), ("package.json", "{}\n")]);
+    let text = stdout(&run(&repo, &[]));
+    assert!(text.contains("│ Stapel\n"), "{text}");
+    // python3: sha3_224("1.2:::from:::" + sha256("alpine:3.20"))
+    assert!(
+        text.contains("│ from        fabcc5fa267a845ae1b203af61362adf86fa4b30bd2e16f84f23e911\n"),
+        "{text}"
+    );
+    assert!(text.contains("│ gitArchive  "), "{text}");
+    assert!(
+        text.contains(&format!(
+            "│             provisional: assumes stage gitArchive of image \"app\" is built at commit {commit}"
+        )),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&repo, &["--output", "json"]))).unwrap();
+    let stages = json["images"][0]["stages"].as_array().unwrap();
+    let names: Vec<&str> = stages.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["from", "gitArchive", "install"]);
+    assert!(stages[0].get("provisional").is_none());
+    assert!(stages[2]["provisional"].as_str().unwrap().contains(&commit));
+}
+
+#[test]
+fn stapel_ansible_image_exits_non_zero_naming_it() {
+    let yaml = "project: shop\nconfigVersion: 1\n---\nimage: legacy\nfrom: alpine\nansible:\n  install:\n  - shell: make\n";
+    let repo = TestRepo::new();
+    repo.commit(&[("werf.yaml", yaml)]);
+    let err = failure(&run(&repo, &[]));
+    assert!(
+        err.contains("image legacy") && err.contains("ansible"),
+        "{err}"
+    );
+}

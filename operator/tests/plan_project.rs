@@ -372,17 +372,31 @@ fn subset_and_sequential_plans() {
 }
 
 #[test]
-fn stapel_images_are_planned_without_digests() {
+fn stapel_from_image_hashes_the_base_content_digest() {
     let yaml = "project: shop\nconfigVersion: 1\n---\nimage: base\nfrom: alpine:3.20\n---\nimage: app\nfromImage: base\n";
     let plan = plan(&[("werf.yaml".to_string(), yaml.to_string())]);
     assert_eq!(
         plan.sets.sets,
         vec![vec!["base".to_string()], vec!["app".to_string()]]
     );
-    assert!(
-        plan.images
-            .iter()
-            .all(|i| i.kind == ImageBuildKind::Stapel && i.stages.is_empty())
+    assert!(plan.images.iter().all(|i| i.kind == ImageBuildKind::Stapel));
+    // python3 hashlib: base = sha3_224("1.2:::from:::" + sha256("alpine:3.20"));
+    // content = sha3_224("1.2:::from-content::::::" + base + ":::");
+    // app = sha3_224("1.2:::from:::" + sha256(content)).
+    assert_eq!(
+        digests(&plan),
+        vec![
+            (
+                "base".to_string(),
+                "from".to_string(),
+                Some("fabcc5fa267a845ae1b203af61362adf86fa4b30bd2e16f84f23e911".to_string())
+            ),
+            (
+                "app".to_string(),
+                "from".to_string(),
+                Some("797d6e82006d078fe6732f8d2565c8c5cbb33018e90d5083b2b2f80e".to_string())
+            ),
+        ]
     );
 }
 

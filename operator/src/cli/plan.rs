@@ -124,8 +124,11 @@ struct JsonImage<'a> {
 #[derive(Serialize)]
 struct JsonStage<'a> {
     name: &'a str,
-    /// `null` while the digest waits for a dependency's identifiers.
+    /// `null` while the digest waits for something known at build time.
     digest: Option<&'a str>,
+    /// Present when the digest holds only under an assumption (which it names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provisional: Option<&'a str>,
 }
 
 /// The JSON document: sets of image names, and each image × platform with its stages.
@@ -144,6 +147,7 @@ pub fn render_json(plan: &ProjectPlan) -> anyhow::Result<String> {
                     .map(|s| JsonStage {
                         name: &s.name,
                         digest: s.digest.as_deref(),
+                        provisional: s.provisional.as_deref(),
                     })
                     .collect(),
             })
@@ -189,9 +193,6 @@ pub fn render_text(plan: &ProjectPlan) -> String {
         for (dep, relation) in &image.depends_on {
             let _ = writeln!(out, "│ after {} ({relation})", image_label(dep));
         }
-        if image.kind == ImageBuildKind::Stapel {
-            let _ = writeln!(out, "│ stage digests of Stapel images are not planned yet");
-        }
         let width = image.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for stage in &image.stages {
             let digest = stage.digest.as_deref().unwrap_or("pending");
@@ -207,6 +208,9 @@ pub fn render_text(plan: &ProjectPlan) -> String {
                     "",
                     image_label(by)
                 );
+            }
+            if let Some(assumes) = &stage.provisional {
+                let _ = writeln!(out, "│ {:width$}  provisional: {assumes}", "");
             }
             if !stage.pending_on.is_empty() {
                 let _ = writeln!(

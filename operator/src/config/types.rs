@@ -41,6 +41,17 @@ impl<'de> Deserialize<'de> for StringList {
     }
 }
 
+/// A directive werf accepts as one string or a list of strings and treats differently
+/// (`docker.CMD`, `docker.ENTRYPOINT`: shell form vs exec form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrList {
+    /// Written as one string.
+    One(String),
+    /// Written as a list.
+    Many(Vec<String>),
+}
+
 /// The meta document: `project`, `configVersion` and the `build` section. `cleanup`,
 /// `deploy` and `gitWorktree` are accepted and kept opaque (not build-related).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -513,12 +524,12 @@ pub struct DockerInstructions {
     /// LABEL.
     #[serde(rename = "LABEL")]
     pub label: Option<BTreeMap<String, Value>>,
-    /// CMD.
+    /// CMD: a shell string or an exec-form list (werf keeps the difference).
     #[serde(rename = "CMD")]
-    pub cmd: Option<StringList>,
-    /// ENTRYPOINT.
+    pub cmd: Option<StringOrList>,
+    /// ENTRYPOINT: a shell string or an exec-form list.
     #[serde(rename = "ENTRYPOINT")]
-    pub entrypoint: Option<StringList>,
+    pub entrypoint: Option<StringOrList>,
     /// WORKDIR.
     #[serde(rename = "WORKDIR")]
     pub workdir: Option<String>,

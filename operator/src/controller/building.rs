@@ -530,7 +530,7 @@ pub async fn advance(
                 continue;
             }
             if let Some(other) =
-                live_builder_of(ctx, &ib.spec.repo, &missing_digests[0], &uid).await?
+                live_builder_of(ctx, &namespace, &ib.spec.repo, &missing_digests[0], &uid).await?
             {
                 progress.notes.push(format!(
                     "{} ({platform}) waits for builder pod {other}, which builds the same stage",
@@ -765,18 +765,29 @@ fn create_or_adopt<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
     }
 }
 
-/// A live builder pod of another ImageBuild (any namespace the operator sees) that builds
-/// `digest` into `repo`.
-async fn live_builder_of(
+/// A live builder pod of another ImageBuild that builds `digest` into `repo`: looked for in
+/// every namespace, or only in `namespace` (the build's own) when the operator may not
+/// list pods cluster-wide (`watchNamespaces` RBAC). Builds in other namespaces are then
+/// still kept apart by the stage locks, which the creator of a builder pod holds while it
+/// runs; this look-up only saves lock requests and covers the lease gap after an
+/// operator restart.
+pub(super) async fn live_builder_of(
     ctx: &Context,
+    namespace: &str,
     repo: &str,
     digest: &str,
     own_uid: &str,
 ) -> Result<Option<String>, Error> {
-    let pods: Api<Pod> = Api::all(ctx.client.clone());
-    let list = pods
-        .list(&ListParams::default().labels(&stage_label(digest)))
-        .await?;
+    let params = ListParams::default().labels(&stage_label(digest));
+    let list = match Api::<Pod>::all(ctx.client.clone()).list(&params).await {
+        Ok(list) => list,
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            Api::<Pod>::namespaced(ctx.client.clone(), namespace)
+                .list(&params)
+                .await?
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(list
         .into_iter()
         .filter(|p| !super::owned_by(&p.metadata, own_uid))

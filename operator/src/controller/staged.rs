@@ -242,6 +242,7 @@ fn resolved_stage_plans(stages: &[PlannedStage]) -> Vec<StagePlan> {
         .map(|s| StagePlan {
             name: s.name.clone(),
             digest: (!s.provisional).then(|| s.digest.clone()),
+            provisional: None,
             instruction: s.instruction.clone(),
             pending_on: if s.provisional {
                 vec![format!(

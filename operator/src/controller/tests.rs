@@ -351,6 +351,45 @@ async fn a_finished_build_within_its_retention_is_looked_at_again_when_it_expire
     assert!(format!("{action:?}").contains("35"), "{action:?}");
 }
 
+#[tokio::test]
+async fn live_builders_are_looked_for_in_the_own_namespace_without_cluster_wide_rights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, handle) = test_context(tmp.path());
+    let mut running = owned_pod("other-build-pod", "uid-9");
+    running["metadata"]["annotations"] = json!({"kiln.dev/repo": "registry.example.org/shop"});
+    running["status"] = json!({"phase": "Running"});
+    let mut forbidden = expect(
+        "GET",
+        "/api/v1/pods",
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "reason": "Forbidden", "code": 403,
+               "message": "pods is forbidden: cannot list resource \"pods\" at the cluster scope"}),
+    );
+    forbidden.status = 403;
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            forbidden,
+            expect(
+                "GET",
+                "/api/v1/namespaces/ci/pods",
+                list("PodList", vec![running]),
+            ),
+        ],
+    ));
+    let found = super::building::live_builder_of(
+        &ctx,
+        "ci",
+        "registry.example.org/shop",
+        &"a".repeat(56),
+        "uid-1",
+    )
+    .await
+    .unwrap();
+    server.await.unwrap();
+    assert_eq!(found.as_deref(), Some("ci/other-build-pod"));
+}
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)

@@ -17,6 +17,7 @@ pub mod context;
 pub mod full;
 pub mod platform;
 pub mod staged;
+pub mod stapel;
 
 use std::collections::BTreeMap;
 
@@ -220,6 +221,32 @@ pub enum DigestError {
         /// werf image name.
         image: String,
         /// What failed.
+        message: String,
+    },
+    /// A Stapel image uses `ansible:`, which Kiln does not support.
+    #[error(
+        "image {image}: `ansible` is not supported by Kiln; write the stages as `shell` commands"
+    )]
+    StapelAnsible {
+        /// werf image name.
+        image: String,
+    },
+    /// A Stapel `git[]` mapping is invalid.
+    #[error("image {image}: git[{index}]: {message}")]
+    StapelGitMapping {
+        /// werf image name.
+        image: String,
+        /// Index of the mapping in `git`.
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A Stapel `docker` directive is invalid.
+    #[error("image {image}: {message}")]
+    StapelDocker {
+        /// werf image name.
+        image: String,
+        /// What is wrong.
         message: String,
     },
 }

@@ -14,7 +14,10 @@ use super::{
     BuildSets, DockerfileTarget, ImageGraph, ParallelOptions, PlanError, Relation, StageBuilder,
     build_sets, planned_once,
 };
-use crate::config::{ConfigError, ImageKind, Platform, WerfConfig};
+use crate::config::{ConfigError, ImageConfig, ImageKind, Platform, StapelImage, WerfConfig};
+use crate::digest::stapel::{
+    Known, Offline, StapelBase, StapelImageInput, StapelInputs, content_digest, stapel_image_stages,
+};
 use crate::digest::{DigestError, DockerfileImageInput, StagedMode, dockerfile_image_stages};
 use crate::dockerfile::{Dockerfile, DockerfileError};
 use crate::source::{GitTree, SourceError, clean_repo_path};
@@ -87,7 +90,8 @@ pub enum ImageBuildKind {
     Dockerfile,
     /// Dockerfile with one stage per instruction.
     StagedDockerfile,
-    /// Stapel (stages not computed by the planner yet).
+    /// Stapel: `from`, `beforeInstall`, `gitArchive`, `install`, ... (see
+    /// [`crate::digest::stapel`]).
     Stapel,
 }
 
@@ -104,17 +108,23 @@ pub struct ImagePlan {
     pub is_final: bool,
     /// Images that must be built first, with the reason.
     pub depends_on: Vec<(String, Relation)>,
-    /// Its stages in build order (empty for Stapel images for now).
+    /// Its stages in build order.
     pub stages: Vec<StagePlan>,
 }
 
 /// One stage of an image × platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagePlan {
-    /// werf stage name (`dockerfile`; staged: `FROM`, `run`, `copy`, ...).
+    /// werf stage name (`dockerfile`; staged: `FROM`, `run`, `copy`, ...; Stapel: `from`,
+    /// `beforeInstall`, `gitArchive`, `install`, ...).
     pub name: String,
-    /// Stage digest (56 hex), or `None` while it waits for a dependency's identifiers.
+    /// Stage digest (56 hex), or `None` while it waits for something known at build time
+    /// (named in [`Self::pending_on`]).
     pub digest: Option<String>,
+    /// The digest holds only under this assumption (a Stapel stage after a git stage assumes
+    /// the git stage is built at the planned commit; a staged Dockerfile stage uses
+    /// placeholders for a base image's environment or a stage image name). `None`: exact.
+    pub provisional: Option<String>,
     /// Staged stages: the instruction after ARG expansion.
     pub instruction: Option<String>,
     /// For a pending digest: what it waits for (`ImageTag of image "base"`).
@@ -184,6 +194,17 @@ pub fn plan_project(
     tree: &GitTree,
     request: &PlanRequest<'_>,
 ) -> Result<ProjectPlan, ProjectPlanError> {
+    plan_project_with(tree, request, &Offline)
+}
+
+/// [`plan_project`] with build-time facts about Stapel git stages (the commits recorded in the
+/// stage images the stages storage holds), so that stages after them are exact instead of
+/// provisional; see [`crate::digest::stapel`].
+pub fn plan_project_with(
+    tree: &GitTree,
+    request: &PlanRequest<'_>,
+    stapel_inputs: &dyn StapelInputs,
+) -> Result<ProjectPlan, ProjectPlanError> {
     cache_large_trees();
     let config = match request.inline_config {
         Some(text) => WerfConfig::parse(INLINE_CONFIG_NAME, text)?,
@@ -194,6 +215,9 @@ pub fn plan_project(
     let sets = build_sets(&graph, request.images, request.parallel)?;
 
     let mut images = Vec::new();
+    // The content digest of each planned image × platform's last stage, for Stapel images
+    // based on it (`fromImage`).
+    let mut content: HashMap<(String, Platform), Known> = HashMap::new();
     for name in sets.images() {
         let index = graph
             .index_of(name)
@@ -239,8 +263,16 @@ pub fn plan_project(
                     let stages = dockerfile_stages(tree, image, &input)?;
                     (kind, stages)
                 }
-                ImageKind::Stapel(_) => (ImageBuildKind::Stapel, Vec::new()),
+                ImageKind::Stapel(s) => {
+                    let (stages, last) =
+                        stapel_stages(tree, &config, image, s, &platform, &content, stapel_inputs)?;
+                    content.insert((image.name.clone(), platform.clone()), last);
+                    (ImageBuildKind::Stapel, stages)
+                }
             };
+            content
+                .entry((image.name.clone(), platform.clone()))
+                .or_insert_with(|| last_content_digest(&stages, &platform));
             images.push(ImagePlan {
                 name: image.name.clone(),
                 platform,
@@ -408,6 +440,11 @@ fn dockerfile_stages(
         .map(|(stage, pending)| StagePlan {
             name: stage.name,
             digest: (!pending).then_some(stage.digest),
+            provisional: (stage.provisional && !pending).then(|| {
+                "uses placeholders for build-time inputs (a base image's environment or a \
+                 Dockerfile stage's image name)"
+                    .to_string()
+            }),
             instruction: stage.instruction,
             pending_on: if pending { waits.clone() } else { Vec::new() },
             built_by: None,
@@ -415,7 +452,96 @@ fn dockerfile_stages(
         .collect())
 }
 
+/// Stages of one Stapel image × platform. The base is resolved the way werf's config does:
+/// `fromImage`, or `from` naming a werf image, or `fromArtifact` is a werf image (its content
+/// digest, planned earlier); `from: scratch`; any other `from` is an external reference.
+fn stapel_stages(
+    tree: &GitTree,
+    config: &WerfConfig,
+    image: &ImageConfig,
+    stapel: &StapelImage,
+    platform: &Platform,
+    content: &HashMap<(String, Platform), Known>,
+    inputs: &dyn StapelInputs,
+) -> Result<(Vec<StagePlan>, Known), ProjectPlanError> {
+    let werf_base = stapel
+        .from_image
+        .clone()
+        .or_else(|| stapel.from.clone().filter(|f| config.image(f).is_some()))
+        .or_else(|| stapel.from_artifact.clone());
+    let base = match (werf_base, stapel.from.as_deref()) {
+        (Some(name), _) => {
+            let content_digest = content
+                .get(&(name.clone(), platform.clone()))
+                .cloned()
+                .unwrap_or_else(|| {
+                    Known::Pending(format!("image {name:?} is not planned for {platform}"))
+                });
+            StapelBase::Image {
+                name,
+                content_digest,
+            }
+        }
+        (None, Some("scratch")) => StapelBase::Scratch,
+        (None, from) => StapelBase::External(from.unwrap_or_default().to_string()),
+    };
+    let platform_text = platform.to_string();
+    let input = StapelImageInput {
+        image: &image.name,
+        config: stapel,
+        cache_version: config.effective_cache_version(image),
+        base,
+        image_spec: stapel.image_spec.is_some()
+            || (image.is_final() && config.build.image_spec.is_some()),
+        platform: &platform_text,
+    };
+    let stages = stapel_image_stages(tree, &input, inputs)?;
+    let last = stages
+        .last()
+        .map(|s| s.content_digest(&platform_text))
+        .unwrap_or_else(|| Known::Pending("an image without stages".to_string()));
+    let plans = stages
+        .into_iter()
+        .map(|s| StagePlan {
+            name: s.name.to_string(),
+            provisional: if s.provisional && s.digest.is_some() {
+                s.note.clone()
+            } else {
+                None
+            },
+            pending_on: match (&s.digest, &s.note) {
+                (None, Some(note)) => vec![note.clone()],
+                _ => Vec::new(),
+            },
+            digest: s.digest,
+            instruction: None,
+            built_by: None,
+        })
+        .collect();
+    Ok((plans, last))
+}
+
+/// The content digest of a Dockerfile image × platform's last stage (werf: what `fromImage`
+/// dependents hash); Dockerfile stages have `""` next-stage dependencies.
+fn last_content_digest(stages: &[StagePlan], platform: &Platform) -> Known {
+    let Some(last) = stages.last() else {
+        return Known::Pending("an image without stages".to_string());
+    };
+    let Some(digest) = &last.digest else {
+        return Known::Pending(last.pending_on.join(", "));
+    };
+    let value = content_digest(&platform.to_string(), &last.name, digest, "");
+    match &last.provisional {
+        Some(assumes) => Known::Provisional {
+            value,
+            assumes: assumes.clone(),
+        },
+        None => Known::Final(value),
+    }
+}
+
 fn mark_planned_once(images: &mut [ImagePlan]) {
+    // Equal digests, provisional or not, come from equal inputs and assumptions: one build.
     let units: Vec<Vec<Option<&str>>> = images
         .iter()
         .map(|i| i.stages.iter().map(|s| s.digest.as_deref()).collect())

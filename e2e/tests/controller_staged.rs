@@ -63,6 +63,10 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
+        Fixture::start_with(DOCKERFILE).await
+    }
+
+    async fn start_with(dockerfile: &str) -> Fixture {
         kiln_e2e::init_test_logging();
         let stack = LocalStack::start(StackOptions {
             base_images: true,
@@ -79,7 +83,7 @@ impl Fixture {
                 "stg",
                 &[
                     ("werf.yaml", WERF_YAML),
-                    ("Dockerfile", DOCKERFILE),
+                    ("Dockerfile", dockerfile),
                     ("app/x", "one\n"),
                 ],
             )
@@ -142,8 +146,9 @@ impl Fixture {
     }
 }
 
-/// The environment the testkit's busybox has (the one Docker Hub's busybox has).
-struct BusyboxEnv;
+/// The environment the testkit's busybox has (the one Docker Hub's busybox has), and the
+/// built image name of the `base` Dockerfile stage when known.
+struct BusyboxEnv(Option<String>);
 
 impl StagedInputs for BusyboxEnv {
     fn base_image_env(&self, reference: &str, _: &str) -> Option<BTreeMap<String, String>> {
@@ -153,8 +158,9 @@ impl StagedInputs for BusyboxEnv {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
         )]))
     }
-    fn stage_image_name(&self, _: &str, _: &str) -> Option<String> {
-        None
+    fn stage_image_name(&self, werf_image: &str, _: &str) -> Option<String> {
+        assert_eq!(werf_image, "app/stage/base");
+        self.0.clone()
     }
 }
 
@@ -286,7 +292,7 @@ async fn staged_image_builds_one_stage_per_instruction_then_reuses_then_rebuilds
             assert_eq!(&tag[..56], planned.digest, "{name}");
         }
     }
-    let with_env = fx.planned(&first_commit, &BusyboxEnv);
+    let with_env = fx.planned(&first_commit, &BusyboxEnv(None));
     let expected: Vec<&str> = with_env.iter().map(|s| s.digest.as_str()).collect();
     let built: Vec<&str> = stages.iter().map(|(_, t, _)| &t[..56]).collect();
     assert_eq!(built, expected);
@@ -348,5 +354,60 @@ async fn staged_image_builds_one_stage_per_instruction_then_reuses_then_rebuilds
         json!(stages[0].1)
     );
 
+    operator.stop().await.unwrap();
+}
+
+const MULTI_STAGE: &str = "FROM busybox AS base\nRUN echo built > /b\nFROM busybox\nENV C=2\nCOPY --from=base /b /b\nRUN cat /b > /c\n";
+
+#[tokio::test]
+async fn multi_stage_staged_image_builds_the_stage_it_copies_from_first() {
+    let fx = Fixture::start_with(MULTI_STAGE).await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings(&fx.registry),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let storage = registry_client(&fx.registry);
+    let repo = RepoRef::from_str(&format!("{}/stg", fx.registry)).unwrap();
+    let commit = fx.repo.head().unwrap();
+
+    // The target's COPY --from=base needs base's built image name: base's RUN (and the
+    // target's ENV, which needs nothing) are built by a first pod, COPY and RUN by a second
+    // once the base image is in the stages storage.
+    let first = create_and_wait(&api, &fx.build("multi")).await;
+    assert_eq!(
+        builder_pods(&first),
+        vec![format!("app {PLATFORM}"), format!("app {PLATFORM}")]
+    );
+    let stages = report_stages(&first);
+    let names: Vec<&str> = stages.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["run", "env", "copy", "run"]);
+    let tags = fx.stage_tags().await;
+    assert_eq!(tags, stages.iter().map(|(_, t, _)| t.clone()).collect());
+    // The digests are the planner's once base's image name is given.
+    let base_image = format!("{}/stg:{}", fx.registry, stages[0].1);
+    let planned = fx.planned(&commit, &BusyboxEnv(Some(base_image)));
+    assert!(planned.iter().all(|s| !s.provisional));
+    let expected: Vec<&str> = planned.iter().map(|s| s.digest.as_str()).collect();
+    let built: Vec<&str> = stages.iter().map(|(_, t, _)| &t[..56]).collect();
+    assert_eq!(built, expected);
+    assert_eq!(
+        file_in_image(&storage, &repo, &stages[3].1, "c").await,
+        Some("built\n".into())
+    );
+
+    // Same commit: nothing to build, no pod.
+    let second = create_and_wait(&api, &fx.build("multi-again")).await;
+    assert_eq!(builder_pods(&second), Vec::<String>::new());
+    assert_eq!(
+        report_stages(&second)
+            .iter()
+            .map(|(_, t, _)| t)
+            .collect::<Vec<_>>(),
+        stages.iter().map(|(_, t, _)| t).collect::<Vec<_>>()
+    );
     operator.stop().await.unwrap();
 }

@@ -29,7 +29,7 @@ use kiln_crds::{BuilderPodRef, ImageBuild};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 
-use super::staged::{StagedLookup, StagedUnits};
+use super::staged::{StagedLookup, StagedUnits, lookup_digests, waiting_note};
 use super::{Context, Error};
 use crate::config::{ImageKind, WerfConfig};
 use crate::lock::{LeaseGuard, StageLocks, TryAcquire};
@@ -161,15 +161,16 @@ pub async fn lookup_unit(
     unit: &ImagePlan,
     freshness: Freshness,
 ) -> Result<Vec<Option<StageDescription>>, Error> {
-    let digests = unit_digests(unit)?;
+    let digests = lookup_digests(unit)?;
     let mut found = Vec::with_capacity(digests.len());
     let mut parent_ts = None;
     let mut broken = false;
     for digest in &digests {
-        if broken {
+        let Some(digest) = digest.as_ref().filter(|_| !broken) else {
+            broken = true;
             found.push(None);
             continue;
-        }
+        };
         let d = StageDigest::from_str(digest)
             .map_err(|e| Error::Internal(format!("planned digest {digest}: {e}")))?;
         let stage = storage
@@ -203,7 +204,7 @@ pub async fn copy_from_secondary(
     if storage.repos().secondary_repos.is_empty() {
         return Ok(false);
     }
-    let digests = unit_digests(unit)?;
+    let digests = lookup_digests(unit)?;
     let mut parent_ts = None;
     let mut copied = false;
     for (digest, stage) in digests.iter().zip(found) {
@@ -211,6 +212,9 @@ pub async fn copy_from_secondary(
             parent_ts = Some(stage.stage_id.creation_ts_ms());
             continue;
         }
+        let Some(digest) = digest else {
+            break;
+        };
         let d = StageDigest::from_str(digest)
             .map_err(|e| Error::Internal(format!("planned digest {digest}: {e}")))?;
         let Some(stage) = storage
@@ -465,13 +469,22 @@ pub async fn advance(
         let mut complete = true;
         for unit in plan.images.iter().filter(|u| set.contains(&u.name)) {
             let found = lookup_unit(storage, unit, Freshness::Cached).await?;
-            let missing: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
+            // Stages without a digest yet (staged: on the image of a Dockerfile stage being
+            // built) are computed by a later reconcile, once what they wait for is published.
+            let digests = lookup_digests(unit)?;
+            let waiting = waiting_note(unit);
+            let missing: Vec<usize> = (0..found.len())
+                .filter(|&i| found[i].is_none() && digests[i].is_some())
+                .collect();
             if missing.is_empty() {
+                if let Some(note) = waiting {
+                    complete = false;
+                    progress.notes.push(note);
+                }
                 continue;
             }
-            let digests = unit_digests(unit)?;
             let missing_digests: Vec<String> =
-                missing.iter().map(|&i| digests[i].clone()).collect();
+                missing.iter().filter_map(|&i| digests[i].clone()).collect();
             let platform = unit.platform.to_string();
             let pod_name = builder_pod_name(
                 &ib.name_any(),
@@ -480,7 +493,9 @@ pub async fn advance(
                 &platform,
                 &missing_digests,
             );
-            if let Some(pod) = our_pod_for(&ours, &pod_name, &unit.name, &platform) {
+            if let Some(pod) =
+                our_pod_for(&ours, &pod_name, &unit.name, &platform, &missing_digests)
+            {
                 let pod_name = pod.name_any();
                 let pod_digests = pod_stage_digests(pod);
                 let outcome = pod_outcome(pod);
@@ -512,11 +527,15 @@ pub async fn advance(
                         }
                         // Published; a fresh lookup must see it.
                         let again = lookup_unit(storage, unit, Freshness::Fresh).await?;
-                        if again.iter().any(Option::is_none) {
+                        if missing.iter().any(|&i| again[i].is_none()) {
                             return Err(Error::BuilderPodFailed(format!(
                                 "image {:?} ({platform}): builder pod {pod_name} reported success but the stages are not in {}",
                                 unit.name, ib.spec.repo
                             )));
+                        }
+                        if let Some(note) = waiting {
+                            complete = false;
+                            progress.notes.push(note);
                         }
                     }
                 }
@@ -549,12 +568,12 @@ pub async fn advance(
             // Check again under the locks with a fresh tags list (werf's publishing protocol),
             // then take what the secondary repos have.
             let mut again = lookup_unit(storage, unit, Freshness::Fresh).await?;
-            if again.iter().any(Option::is_none)
+            if missing.iter().any(|&i| again[i].is_none())
                 && copy_from_secondary(storage, unit, &again).await?
             {
                 again = lookup_unit(storage, unit, Freshness::Cached).await?;
             }
-            if again.iter().all(Option::is_some) {
+            if missing.iter().all(|&i| again[i].is_some()) {
                 release(guards).await;
                 continue;
             }
@@ -616,12 +635,15 @@ pub async fn advance(
 
 /// Our builder pod for an image × platform: the one named for the stages missing now, else
 /// one whose stages were partly published since it started (its name was made from more
-/// missing stages).
+/// missing stages, some of which are still missing). A pod that built other stages of the
+/// same image × platform (a staged image builds the Dockerfile stages it waits for first)
+/// is not it.
 fn our_pod_for<'a>(
     ours: &'a HashMap<String, Pod>,
     pod_name: &str,
     image: &str,
     platform: &str,
+    missing_digests: &[String],
 ) -> Option<&'a Pod> {
     ours.get(pod_name).or_else(|| {
         ours.values().find(|p| {
@@ -629,6 +651,9 @@ fn our_pod_for<'a>(
             a.get(ANNOTATION_IMAGE).map(String::as_str) == Some(image)
                 && a.get(ANNOTATION_PLATFORM).map(String::as_str) == Some(platform)
                 && p.metadata.deletion_timestamp.is_none()
+                && pod_stage_digests(p)
+                    .iter()
+                    .any(|d| missing_digests.contains(d))
         })
     })
 }

@@ -14,7 +14,9 @@
 //!
 //! A stage that stays provisional (its digest needs the image of a Dockerfile stage that is
 //! not built yet: a multi-stage staged Dockerfile) gets no digest and names what it waits
-//! for; the build of such an image is refused as unsupported for now.
+//! for ([`lookup_digests`] gives `None`). The controller builds the stages that have a
+//! digest — the Dockerfile stages it waits for come first in build order — and the next
+//! reconcile, finding their images in the stages storage, computes the rest.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -234,6 +236,9 @@ pub async fn resolve(
     Ok(out)
 }
 
+/// What a resolved stage without a digest waits for, as its `pending_on` starts.
+const WAITS_FOR_STAGE_IMAGES: &str = "the built images of the Dockerfile stages";
+
 /// The plan's view of resolved stages: a provisional stage has no digest and says what it
 /// waits for.
 fn resolved_stage_plans(stages: &[PlannedStage]) -> Vec<StagePlan> {
@@ -246,8 +251,8 @@ fn resolved_stage_plans(stages: &[PlannedStage]) -> Vec<StagePlan> {
             instruction: s.instruction.clone(),
             pending_on: if s.provisional {
                 vec![format!(
-                    "the built images of the Dockerfile stages {} uses (multi-stage staged Dockerfiles are not built by Kiln yet)",
-                    s.werf_image.as_deref().unwrap_or("this stage")
+                    "{WAITS_FOR_STAGE_IMAGES} that {} is built on or copies from",
+                    s.werf_image.as_deref().unwrap_or("the stage")
                 )]
             } else {
                 Vec::new()
@@ -255,6 +260,53 @@ fn resolved_stage_plans(stages: &[PlannedStage]) -> Vec<StagePlan> {
             built_by: None,
         })
         .collect()
+}
+
+fn waits_for_stage_images(stage: &StagePlan) -> bool {
+    stage.digest.is_none()
+        && !stage.pending_on.is_empty()
+        && stage
+            .pending_on
+            .iter()
+            .all(|p| p.starts_with(WAITS_FOR_STAGE_IMAGES))
+}
+
+/// The stage digests of a unit to look up, in build order: `None` for a resolved staged
+/// stage that waits for the image of another Dockerfile stage of the same Dockerfile (a
+/// later reconcile computes it once that image is published).
+///
+/// Errors: as [`super::building::unit_digests`] for every other stage without a digest.
+pub fn lookup_digests(unit: &ImagePlan) -> Result<Vec<Option<String>>, Error> {
+    if unit.kind == ImageBuildKind::StagedDockerfile
+        && unit
+            .stages
+            .iter()
+            .all(|s| s.digest.is_some() || waits_for_stage_images(s))
+    {
+        return Ok(unit.stages.iter().map(|s| s.digest.clone()).collect());
+    }
+    Ok(super::building::unit_digests(unit)?
+        .into_iter()
+        .map(Some)
+        .collect())
+}
+
+/// The progress note of an image × platform whose stages are not all computed yet.
+pub fn waiting_note(unit: &ImagePlan) -> Option<String> {
+    let waiting: Vec<&str> = unit
+        .stages
+        .iter()
+        .filter(|s| waits_for_stage_images(s))
+        .map(|s| s.name.as_str())
+        .collect();
+    (!waiting.is_empty()).then(|| {
+        format!(
+            "{} ({}) waits for its Dockerfile stages to be published before computing the digests of {} stage(s)",
+            unit.name,
+            unit.platform,
+            waiting.len()
+        )
+    })
 }
 
 /// Computes, fetches what was asked for, computes again — until nothing new is asked. Each
@@ -518,8 +570,8 @@ pub fn stage_jobs(
             .get(i)
             .ok_or_else(|| Error::Internal(format!("{}: no such stage", unit.name)))?;
         if stage.provisional {
-            return Err(Error::Unsupported(format!(
-                "{}: its digest needs the built images of earlier Dockerfile stages (multi-stage staged Dockerfiles are not built by Kiln yet)",
+            return Err(Error::Internal(format!(
+                "{}: asked to build a stage whose digest is not final",
                 at(i)
             )));
         }
@@ -830,8 +882,8 @@ mod tests {
         let mut stages = self::stages();
         stages[2].provisional = true;
         let err = stage_jobs(&unit(&stages), &stages, &[2], &[None, None, None]).unwrap_err();
+        assert!(matches!(err, Error::Internal(_)), "{err}");
         assert!(err.to_string().contains("stage 3 \"run\""), "{err}");
-        assert!(err.to_string().contains("multi-stage"), "{err}");
         // A missing stage whose predecessor is neither found nor in the job.
         let err = stage_jobs(
             &unit(&self::stages()),
@@ -856,6 +908,30 @@ mod tests {
             "{:?}",
             plans[2].pending_on
         );
+        // Lookup skips it; the note says how many stages wait.
+        let unit = unit(&stages);
+        assert_eq!(
+            lookup_digests(&unit).unwrap(),
+            vec![Some(ENV.to_owned()), Some(COPY.to_owned()), None]
+        );
+        assert_eq!(
+            waiting_note(&unit).as_deref(),
+            Some(
+                "app (linux/amd64) waits for its Dockerfile stages to be published before computing the digests of 1 stage(s)"
+            )
+        );
+    }
+
+    #[test]
+    fn other_pending_stages_are_still_refused() {
+        let stages = stages();
+        let mut unit = unit(&stages);
+        unit.stages[1].digest = None;
+        unit.stages[1].pending_on = vec!["ImageTag of image \"base\" (build arg T)".into()];
+        let err = lookup_digests(&unit).unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)), "{err}");
+        assert!(err.to_string().contains("ImageTag of image"), "{err}");
+        assert_eq!(waiting_note(&unit), None);
     }
 
     #[test]

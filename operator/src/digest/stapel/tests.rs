@@ -483,3 +483,29 @@ fn stage_dependencies_checksum_below_add_respects_excludes() {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
 }
+
+#[test]
+fn shell_cache_version_alone_makes_every_user_stage() {
+    // werf's shell builder treats a stage as empty only when its checksum is "": a
+    // `shell.cacheVersion` gives every user stage a checksum, so all four exist.
+    let r = repo(&[("README", "r\n")]);
+    let cfg = image("from: alpine\nshell:\n  cacheVersion: '2'\n");
+    let stages = stapel_image_stages(
+        &r.tree,
+        &input(&cfg, ext("alpine"), "linux/amd64"),
+        &Offline,
+    )
+    .unwrap();
+    let names: Vec<&str> = stages.iter().map(|s| s.name).collect();
+    assert_eq!(
+        names,
+        ["from", "beforeInstall", "install", "beforeSetup", "setup"]
+    );
+    // beforeInstall's dependencies are the builder checksum itself, sha256(sha256("2")):
+    // python3: sha3_224("1.2:::beforeInstall:::" + sha256(sha256("2")) + ":::" +
+    // sha3_224("1.2:::from:::" + sha256("alpine")) + ":::")
+    assert_eq!(
+        stages[1].digest.as_deref(),
+        Some("81c3dce158d535071ed0c7b779f58e83d90e1002148d02ad848c59df")
+    );
+}

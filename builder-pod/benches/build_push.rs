@@ -130,6 +130,7 @@ fn run_kiln(run: &Path, registry: &str, bare: &Path, commit: &str, i: usize) -> 
         platform: None,
         network: NetworkMode::Default,
         ssh_key_paths: vec![],
+        secrets: vec![],
         registry_mirrors: vec![],
         insecure_registries: vec![registry.into()],
         registry_auth_path: None,

@@ -14,6 +14,7 @@ use crate::buildah::{Buildah, Storage};
 use crate::labels::{now_millis, stage_id_of_reference, stage_labels, stage_tag};
 use crate::registries::{Mirror, registries_conf};
 use crate::runner::{CommandError, Runner};
+use crate::secrets::{SecretFiles, new_paths, remove_new_paths};
 use crate::ssh_agent::SshAgent;
 use crate::staged::{ContainerState, Step, StepContext, plan_step};
 
@@ -47,6 +48,9 @@ pub enum StageError {
     /// The ssh-agent could not be prepared.
     #[error(transparent)]
     Ssh(Box<crate::ssh_agent::SshAgentError>),
+    /// The job's build secrets could not be made available.
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
     /// A registry mirror entry is malformed.
     #[error(transparent)]
     Mirror(#[from] crate::registries::MirrorError),
@@ -246,6 +250,7 @@ struct Environment<'a> {
     context: Option<PathBuf>,
     ignore_file: Option<PathBuf>,
     agent: Option<SshAgent>,
+    secrets: SecretFiles,
     isolated: bool,
 }
 
@@ -316,6 +321,9 @@ impl<'a> Environment<'a> {
                     .map_err(at("start ssh-agent"))?,
             )
         };
+        let secrets = SecretFiles::prepare(&job.secrets, &work.join("secrets"))
+            .map_err(StageError::from)
+            .map_err(at("prepare build secrets"))?;
         let isolated = job.network == NetworkMode::None;
         let env = Environment {
             job,
@@ -326,6 +334,7 @@ impl<'a> Environment<'a> {
             context,
             ignore_file,
             agent,
+            secrets,
             isolated,
         };
         if isolated {
@@ -429,6 +438,7 @@ impl<'a> Environment<'a> {
         if self.agent.is_some() {
             args.extend(["--ssh".into(), "default".into()]);
         }
+        args.extend(self.secrets.bud_flags());
         if self.isolated {
             args.push("--pull=never".into());
         }
@@ -531,6 +541,7 @@ impl<'a> Environment<'a> {
                 context_dir: self.context.as_deref(),
                 ignore_file: self.ignore_file.as_deref(),
                 ssh_socket: self.agent.as_ref().map(|a| a.socket()),
+                secrets: &self.secrets,
                 state: &state,
             };
             let step = plan_step(instruction, &ctx)
@@ -614,6 +625,7 @@ impl<'a> Environment<'a> {
                 flags,
                 command,
                 isolated,
+                secret_targets,
             } => {
                 let mut args = vec!["run".to_owned()];
                 args.extend(flags);
@@ -625,7 +637,34 @@ impl<'a> Environment<'a> {
                 } else {
                     self.buildah.command(&args)
                 };
-                runner.run("buildah run", &mut cmd).map(drop)
+                if secret_targets.is_empty() {
+                    return runner.run("buildah run", &mut cmd).map(drop);
+                }
+                // Buildah creates the mount points of the secret binds in the container
+                // and leaves them there; remove the ones the RUN's mounts created.
+                let rootfs = runner.run(
+                    "buildah mount",
+                    &mut self.buildah.command(["mount", container]),
+                )?;
+                let rootfs = PathBuf::from(rootfs.lines().last().unwrap_or_default().trim());
+                // Never resolve container paths against our own working directory.
+                let created: Vec<PathBuf> = if rootfs.is_absolute() && rootfs.is_dir() {
+                    secret_targets
+                        .iter()
+                        .flat_map(|target| new_paths(&rootfs, target))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let ran = runner.run("buildah run", &mut cmd).map(drop);
+                remove_new_paths(&created);
+                runner
+                    .run(
+                        "buildah umount",
+                        &mut self.buildah.command(["umount", container]),
+                    )
+                    .map(drop)?;
+                ran
             }
             Step::Copy {
                 add,

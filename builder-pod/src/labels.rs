@@ -106,6 +106,7 @@ mod tests {
             platform: None,
             network: Default::default(),
             ssh_key_paths: vec![],
+            secrets: vec![],
             registry_mirrors: vec![],
             insecure_registries: vec![],
             registry_auth_path: None,

@@ -11,6 +11,7 @@ mod labels;
 mod registries;
 mod report;
 mod runner;
+mod secrets;
 mod source;
 mod ssh_agent;
 mod staged;

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use kiln_crds::job::{Instruction, NetworkMode, RunMount};
 
+use crate::secrets::{SecretFiles, SecretMountError, is_secret_mount, secret_mount};
+
 /// Where buildkit mounts the SSH agent socket by default; kept so that Dockerfiles that
 /// hard-code it work the same.
 pub const DEFAULT_SSH_TARGET: &str = "/run/buildkit/ssh_agent.0";
@@ -41,6 +43,8 @@ pub struct StepContext<'a> {
     pub ignore_file: Option<&'a Path>,
     /// The ssh-agent socket, when the job has SSH keys.
     pub ssh_socket: Option<&'a Path>,
+    /// The job's build secrets as files.
+    pub secrets: &'a SecretFiles,
     /// The working container's image settings.
     pub state: &'a ContainerState,
 }
@@ -56,6 +60,9 @@ pub enum Step {
         command: Vec<String>,
         /// Run in an empty network namespace (`network: none`).
         isolated: bool,
+        /// Container paths where secret files are bind-mounted; the mount points Buildah
+        /// creates for them are removed after the run so that no layer holds them.
+        secret_targets: Vec<String>,
     },
     /// `buildah copy|add FLAGS CONTAINER SOURCES... DEST`
     Copy {
@@ -92,6 +99,9 @@ pub enum StepError {
         /// The offending path.
         path: String,
     },
+    /// A `RUN --mount=type=secret` cannot be applied.
+    #[error(transparent)]
+    SecretMount(#[from] SecretMountError),
     /// An instruction field that must not be empty is.
     #[error("{0} has nothing to apply")]
     Empty(&'static str),
@@ -124,6 +134,7 @@ pub fn plan_step(instruction: &Instruction, ctx: &StepContext<'_>) -> Result<Ste
                 return Err(StepError::Empty("RUN"));
             }
             let mut flags = pairs("--env", env);
+            let mut secret_targets = Vec::new();
             for mount in mounts {
                 match mount {
                     RunMount::Ssh { target } => {
@@ -133,6 +144,14 @@ pub fn plan_step(instruction: &Instruction, ctx: &StepContext<'_>) -> Result<Ste
                         flags.push(format!("{}:{target}", socket.display()));
                         flags.push("--env".into());
                         flags.push(format!("SSH_AUTH_SOCK={target}"));
+                    }
+                    // `buildah run` has no secret mounts: bind the file read-only.
+                    RunMount::Other { spec } if is_secret_mount(spec) => {
+                        if let Some(m) = secret_mount(spec, ctx.secrets)? {
+                            flags.push("--volume".into());
+                            flags.push(format!("{}:{}:ro", m.source.display(), m.target));
+                            secret_targets.push(m.target);
+                        }
                     }
                     RunMount::Other { spec } => {
                         flags.push("--mount".into());
@@ -158,6 +177,7 @@ pub fn plan_step(instruction: &Instruction, ctx: &StepContext<'_>) -> Result<Ste
                 flags,
                 command,
                 isolated,
+                secret_targets,
             })
         }
         Instruction::Copy {
@@ -350,6 +370,7 @@ mod tests {
         state: ContainerState,
         context: PathBuf,
         socket: PathBuf,
+        secrets: SecretFiles,
     }
 
     impl Fixture {
@@ -361,6 +382,7 @@ mod tests {
                 },
                 context: "/ctx".into(),
                 socket: "/tmp/agent.sock".into(),
+                secrets: SecretFiles::default(),
             }
         }
         fn ctx(&self, network: NetworkMode) -> StepContext<'_> {
@@ -369,6 +391,7 @@ mod tests {
                 context_dir: Some(&self.context),
                 ignore_file: None,
                 ssh_socket: Some(&self.socket),
+                secrets: &self.secrets,
                 state: &self.state,
             }
         }
@@ -394,6 +417,7 @@ mod tests {
                 flags: strings(&["--env", "A=1", "--contextdir", "/ctx"]),
                 command: strings(&["/bin/sh", "-c", "echo $A > /x"]),
                 isolated: false,
+                secret_targets: vec![],
             }
         );
     }
@@ -492,6 +516,72 @@ mod tests {
     }
 
     #[test]
+    fn secret_mounts_become_read_only_binds_and_other_mounts_pass_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = Fixture::new();
+        f.secrets = SecretFiles::prepare(
+            &[kiln_crds::job::JobSecret {
+                id: "token".into(),
+                path: None,
+                value: Some("s3cr3t".into()),
+            }],
+            dir.path(),
+        )
+        .unwrap();
+        let file = dir.path().join("0").display().to_string();
+        let run = |mounts: Vec<RunMount>| Instruction::Run {
+            command: strings(&["cat /run/secrets/token"]),
+            prepend_shell: true,
+            env: vec![],
+            mounts,
+            network: None,
+        };
+        let other = |spec: &str| RunMount::Other { spec: spec.into() };
+        let step = plan_step(
+            &run(vec![
+                other("type=secret,id=token"),
+                other("type=secret,id=token,target=/etc/token"),
+                other("type=secret,id=absent"),
+                other("type=cache,target=/var/cache/apt"),
+            ]),
+            &f.ctx(NetworkMode::Default),
+        )
+        .unwrap();
+        let Step::Run {
+            flags,
+            secret_targets,
+            ..
+        } = step
+        else {
+            panic!("{step:?}")
+        };
+        assert_eq!(
+            flags,
+            vec![
+                "--volume".to_owned(),
+                format!("{file}:/run/secrets/token:ro"),
+                "--volume".to_owned(),
+                format!("{file}:/etc/token:ro"),
+                "--mount".to_owned(),
+                "type=cache,target=/var/cache/apt".to_owned(),
+                "--contextdir".to_owned(),
+                "/ctx".to_owned(),
+            ]
+        );
+        assert_eq!(
+            secret_targets,
+            strings(&["/run/secrets/token", "/etc/token"])
+        );
+        let err = plan_step(
+            &run(vec![other("type=secret,id=absent,required")]),
+            &f.ctx(NetworkMode::Default),
+        )
+        .unwrap_err();
+        assert!(matches!(err, StepError::SecretMount(_)), "{err:?}");
+        assert!(err.to_string().contains("\"absent\" is required"), "{err}");
+    }
+
+    #[test]
     fn copy_sources_become_absolute_context_paths() {
         let f = Fixture::new();
         let step = plan_step(
@@ -524,6 +614,7 @@ mod tests {
             context_dir: None,
             ignore_file: None,
             ssh_socket: None,
+            secrets: &SecretFiles::default(),
             state: &state,
         };
         let step = plan_step(

@@ -796,3 +796,139 @@ fn pushes_with_dockerconfigjson_credentials_copies_to_cache_repo_and_passes_args
         failure.log_tail
     );
 }
+
+/// Whether `needle` occurs anywhere in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn build_secrets_reach_run_mounts_and_stay_out_of_every_layer() {
+    let h = Harness::new();
+    // One secret from a file (a mounted Secret key in a pod), one inline value. The
+    // Dockerfile compares hashes, so the values appear in no instruction text either.
+    let token = "s3cr3t-token-from-a-kubernetes-secret";
+    let inline = "inline-werf-yaml-value-42";
+    let file = h.tmp.path().join("token");
+    std::fs::write(&file, token).unwrap();
+    let secrets = vec![
+        kiln_crds::job::JobSecret {
+            id: "token".into(),
+            path: Some(file.display().to_string()),
+            value: None,
+        },
+        kiln_crds::job::JobSecret {
+            id: "inline".into(),
+            path: None,
+            value: Some(inline.into()),
+        },
+    ];
+    let check = format!(
+        "sha256sum /run/secrets/token | grep -q {} && sha256sum /etc/inline | grep -q {} && echo ok > /proof",
+        sha256_hex(token.as_bytes()),
+        sha256_hex(inline.as_bytes()),
+    );
+    let git = GitRepo::new(&h.tmp.path().join("git"));
+    let commit = git.commit(&[("README", b"context\n")]);
+    let repo = h.repo("secrets");
+    let assert_clean = |reference: &str| {
+        assert_eq!(
+            h.file(reference, "/proof").as_deref(),
+            Some("ok\n"),
+            "{reference}"
+        );
+        for (i, blob) in h.blobs(reference).iter().enumerate() {
+            assert!(!contains(blob, token.as_bytes()), "blob {i} of {reference}");
+            assert!(
+                !contains(blob, inline.as_bytes()),
+                "blob {i} of {reference}"
+            );
+        }
+        let paths = h.layer_paths(reference);
+        assert!(paths.iter().any(|p| p == "proof"), "{paths:?}");
+        assert!(
+            !paths
+                .iter()
+                .any(|p| p == "run/secrets/token" || p == "etc/inline"),
+            "secret mount points left in a layer: {paths:?}"
+        );
+        paths
+    };
+
+    // Non-staged: `buildah bud --secret`. (Buildah 1.28's bud crashes on a bare
+    // `required`; `required=true` works.)
+    let mut job = h.job(&repo);
+    job.source = Some(git.source(&commit));
+    job.secrets = secrets.clone();
+    job.stages = vec![dockerfile_stage(
+        "secrets",
+        &format!(
+            "FROM {}\nRUN --mount=type=secret,id=token,required=true --mount=type=secret,id=inline,target=/etc/inline {check}\n",
+            h.base.list
+        ),
+    )];
+    let out = h.run(&job);
+    out.assert_ok();
+    assert_clean(&format!("{repo}:{}", out.result.stages[0].tag));
+
+    // Staged: the RUN becomes `buildah run` with the secret files bound read-only.
+    let mut staged = h.job(&repo);
+    staged.secrets = secrets;
+    staged.stages = vec![instruction_stage(
+        "secrets-run",
+        ParentRef::Image {
+            reference: h.base.list.clone(),
+        },
+        "RUN --mount=type=secret,id=token ...",
+        Instruction::Run {
+            command: vec![check.clone()],
+            prepend_shell: true,
+            env: vec![],
+            mounts: vec![
+                RunMount::Other {
+                    spec: "type=secret,id=token,required".into(),
+                },
+                RunMount::Other {
+                    spec: "type=secret,id=inline,target=/etc/inline".into(),
+                },
+            ],
+            network: None,
+        },
+    )];
+    let out = h.run(&staged);
+    out.assert_ok();
+    let paths = assert_clean(&format!("{repo}:{}", out.result.stages[0].tag));
+    // `buildah bud` leaves an empty /run/secrets behind; the staged RUN leaves nothing
+    // of its mounts (busybox has no /run).
+    assert!(
+        !paths.iter().any(|p| p.starts_with("run")),
+        "mount points left by the staged RUN: {paths:?}"
+    );
+
+    // A required secret the job lacks fails the stage, naming the id.
+    let mut missing = h.job(&repo);
+    missing.stages = vec![instruction_stage(
+        "secrets-missing",
+        ParentRef::Image {
+            reference: h.base.list.clone(),
+        },
+        "RUN --mount=type=secret,id=npm,required true",
+        Instruction::Run {
+            command: vec!["true".into()],
+            prepend_shell: true,
+            env: vec![],
+            mounts: vec![RunMount::Other {
+                spec: "type=secret,id=npm,required".into(),
+            }],
+            network: None,
+        },
+    )];
+    let out = h.run(&missing);
+    assert!(!out.result.ok);
+    let failure = out.result.failure.unwrap();
+    assert!(
+        failure.message.contains("secret \"npm\" is required"),
+        "{}",
+        failure.message
+    );
+}

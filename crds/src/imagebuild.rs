@@ -150,6 +150,17 @@ pub struct ImageBuildSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh_key_secret_refs: Vec<SecretRef>,
 
+    /// Contents of the build secrets werf.yaml images declare in `secrets:` (werf's
+    /// buildkit-style `RUN --mount=type=secret`), each taken from one key of a Secret in
+    /// this namespace. A werf.yaml secret `env: NAME` needs an entry with id `NAME`, one
+    /// with `src: PATH` an entry with id `basename(PATH)`, one with an explicit `id` that
+    /// id (`value:` secrets need none). A build whose image lacks an entry fails before
+    /// any builder pod. Builder pods mount only the keys their image reads, read-only;
+    /// secrets are in no stage digest and in no image layer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
+    pub build_secrets: Vec<BuildSecret>,
+
     /// Mirrors for Docker Hub images (werf `--container-registry-mirror`), for example
     /// `mirror.gcr.io`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -222,6 +233,7 @@ impl Default for ImageBuildSpec {
             parallel_tasks_limit: default_parallel_tasks_limit(),
             network: None,
             ssh_key_secret_refs: Vec::new(),
+            build_secrets: Vec::new(),
             registry_mirrors: Vec::new(),
             cancel: false,
             timeout: None,
@@ -311,6 +323,35 @@ pub struct SecretRef {
     /// Name of the Secret.
     #[schemars(length(min = 1))]
     pub name: String,
+}
+
+/// The content of one build secret: the id Dockerfiles use (`RUN
+/// --mount=type=secret,id=ID`) and the Secret key holding it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildSecret {
+    /// The secret id as werf.yaml resolves it: the `id:` of a `secrets:` entry, else its
+    /// `env:` name, else the file name of its `src:` path (`credentials` for
+    /// `~/.aws/credentials`). Letters, digits, `.`, `_` and `-`.
+    #[schemars(length(min = 1), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    pub id: String,
+
+    /// The Secret key whose value becomes the secret's file content (at
+    /// `/run/secrets/ID` in a RUN unless the mount names another target).
+    pub secret_key_ref: SecretKeyRef,
+}
+
+/// One key of a Secret in the ImageBuild's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+
+    /// Key in the Secret's `data` (or `stringData`).
+    #[schemars(length(min = 1))]
+    pub key: String,
 }
 
 /// Stage layout of `staged: true` Dockerfile images (werf's staged Dockerfile builder).

@@ -103,6 +103,11 @@ pub struct BuildJob {
     /// through `SSH_AUTH_SOCK` (werf's `--ssh-key`). Empty = no agent.
     #[serde(default)]
     pub ssh_key_paths: Vec<String>,
+    /// Build secrets (werf.yaml `secrets:`) by id: `buildah bud --secret` for a non-staged
+    /// stage, a read-only file at the mount's target for a staged `RUN
+    /// --mount=type=secret`. Empty = none (jobs written before secrets existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<JobSecret>,
     /// Mirrors for docker.io (werf's `--container-registry-mirror`): `host[:port][/path]`,
     /// with an optional `http://` prefix for a plain-HTTP mirror or `https://` for TLS (the
     /// default).
@@ -168,6 +173,33 @@ pub enum SourceAuth {
         /// `known_hosts` file; host keys are checked strictly against it.
         known_hosts_path: String,
     },
+}
+
+/// One build secret of a job: its id and where its content is, exactly one of `path` (a
+/// file in the pod, a mounted Secret key) and `value` (the content itself, for werf.yaml
+/// `value:` secrets, which are in werf.yaml anyway).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobSecret {
+    /// The id RUN mounts name (`--mount=type=secret,id=ID`).
+    pub id: String,
+    /// File holding the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Leaves the value out, so that logging a job never prints a secret.
+impl std::fmt::Debug for JobSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobSecret")
+            .field("id", &self.id)
+            .field("path", &self.path)
+            .field("value", &self.value.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Network of `RUN` steps.
@@ -455,7 +487,7 @@ impl BuildJob {
 
     /// Checks what serde cannot: at least one stage, digests of 56 lowercase hex chars, no
     /// `Previous` parent on the first stage, a source when a stage reads the build context,
-    /// a non-empty repo.
+    /// a non-empty repo, secrets with unique well-formed ids and exactly one of path/value.
     pub fn validate(&self, origin: &str) -> Result<(), JobError> {
         let invalid = |problem: String| JobError::Invalid {
             origin: origin.to_owned(),
@@ -466,6 +498,21 @@ impl BuildJob {
         }
         if self.stages.is_empty() {
             return Err(invalid("stages is empty: nothing to build".into()));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for (index, secret) in self.secrets.iter().enumerate() {
+            let at = format!("secrets[{index}] (id {:?})", secret.id);
+            if !crate::validate::is_build_secret_id(&secret.id) {
+                return Err(invalid(format!(
+                    "{at}: id must be letters, digits, `.`, `_` or `-`"
+                )));
+            }
+            if !ids.insert(secret.id.as_str()) {
+                return Err(invalid(format!("{at}: duplicate id")));
+            }
+            if secret.path.is_some() == secret.value.is_some() {
+                return Err(invalid(format!("{at}: set exactly one of path and value")));
+            }
         }
         for (index, stage) in self.stages.iter().enumerate() {
             let at = format!("stage {} ({})", index + 1, stage.name);
@@ -715,6 +762,64 @@ mod tests {
         assert!(text.contains(r#""network":"none""#), "{text}");
         assert!(text.contains(r#""type":"ssh""#), "{text}");
         assert_eq!(BuildJob::from_json(&text, "t").unwrap(), job);
+    }
+
+    #[test]
+    fn jobs_without_secrets_still_parse_and_secrets_round_trip() {
+        // A job written before `secrets` existed has no such field.
+        let old = BuildJob::from_json(&minimal_json(JOB_API_VERSION), "t").unwrap();
+        assert!(old.secrets.is_empty());
+        assert!(!old.to_json().contains("secrets"));
+        let text = minimal_json(JOB_API_VERSION).replace(
+            r#""repo":"#,
+            r#""secrets":[{"id":"aws","path":"/kiln/build-secrets/0/secret"},{"id":"token","value":"s3cr3t"}],"repo":"#,
+        );
+        let job = BuildJob::from_json(&text, "t").unwrap();
+        assert_eq!(
+            job.secrets,
+            vec![
+                JobSecret {
+                    id: "aws".into(),
+                    path: Some("/kiln/build-secrets/0/secret".into()),
+                    value: None
+                },
+                JobSecret {
+                    id: "token".into(),
+                    path: None,
+                    value: Some("s3cr3t".into())
+                },
+            ]
+        );
+        assert_eq!(BuildJob::from_json(&job.to_json(), "t").unwrap(), job);
+        let debug = format!("{job:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn bad_secrets_are_invalid_and_named() {
+        let with = |secrets: &str| {
+            let text = minimal_json(JOB_API_VERSION)
+                .replace(r#""repo":"#, &format!(r#""secrets":{secrets},"repo":"#));
+            BuildJob::from_json(&text, "job.json")
+                .unwrap_err()
+                .to_string()
+        };
+        let both = with(r#"[{"id":"a","path":"/p","value":"v"}]"#);
+        assert!(
+            both.contains("secrets[0] (id \"a\"): set exactly one"),
+            "{both}"
+        );
+        let neither = with(r#"[{"id":"a"}]"#);
+        assert!(
+            neither.contains("exactly one of path and value"),
+            "{neither}"
+        );
+        let dup = with(r#"[{"id":"a","value":"1"},{"id":"a","value":"2"}]"#);
+        assert!(dup.contains("secrets[1] (id \"a\"): duplicate id"), "{dup}");
+        let comma = with(r#"[{"id":"a,src=/etc/shadow","value":"1"}]"#);
+        assert!(comma.contains("secrets[0]"), "{comma}");
+        assert!(comma.contains("letters, digits"), "{comma}");
     }
 
     #[test]

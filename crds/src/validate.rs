@@ -65,6 +65,44 @@ pub enum SpecError {
         /// Path of the reference, such as `spec.sshKeySecretRefs[1]`.
         field: String,
     },
+    /// A `buildSecrets` entry has an empty id, Secret name or key.
+    #[error("spec.buildSecrets[{index}].{field}: must not be empty")]
+    BuildSecretEmpty {
+        /// Index of the entry.
+        index: usize,
+        /// `id`, `secretKeyRef.name` or `secretKeyRef.key`.
+        field: &'static str,
+    },
+    /// A `buildSecrets` id has a character other than letters, digits, `.`, `_`, `-`.
+    #[error("spec.buildSecrets[{index}].id {id:?}: use only letters, digits, `.`, `_` and `-`")]
+    BuildSecretIdInvalid {
+        /// Index of the entry.
+        index: usize,
+        /// The id as given.
+        id: String,
+    },
+    /// Two `buildSecrets` entries have the same id.
+    #[error("spec.buildSecrets[{index}].id {id:?}: duplicate of spec.buildSecrets[{first}]")]
+    BuildSecretDuplicate {
+        /// Index of the later entry.
+        index: usize,
+        /// Index of the first entry with this id.
+        first: usize,
+        /// The id.
+        id: String,
+    },
+    /// A werf.yaml image declares a secret that `buildSecrets` does not provide.
+    #[error(
+        "spec.buildSecrets: image {image:?} declares werf.yaml secret {secret} but spec.buildSecrets has no entry with id {id:?}"
+    )]
+    BuildSecretMissing {
+        /// The werf.yaml image.
+        image: String,
+        /// The werf.yaml entry as written, such as `secrets[0] (env: TOKEN)`.
+        secret: String,
+        /// The id an entry must have.
+        id: String,
+    },
     /// A platform is not `os/arch` or `os/arch/variant`.
     #[error(
         "{field}: platform {platform:?} is not os/arch or os/arch/variant (for example linux/arm64)"
@@ -196,6 +234,7 @@ impl ImageBuildSpec {
                 });
             }
         }
+        self.validate_build_secrets(&mut errors);
         for (i, p) in self.platforms.iter().enumerate() {
             if let Err(e) = split_platform(p, || format!("spec.platforms[{i}]")) {
                 errors.push(e);
@@ -222,6 +261,48 @@ impl ImageBuildSpec {
             Err(SpecErrors(errors))
         }
     }
+}
+
+impl ImageBuildSpec {
+    /// The rules of `spec.buildSecrets`: id, Secret name and key non-empty, ids of
+    /// letters, digits, `.`, `_`, `-` (they end up in `--secret id=ID,...` flags and
+    /// `/run/secrets/ID` paths) and unique (one content per id, as in buildkit).
+    fn validate_build_secrets(&self, errors: &mut Vec<SpecError>) {
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (index, secret) in self.build_secrets.iter().enumerate() {
+            let empty = |field| SpecError::BuildSecretEmpty { index, field };
+            if secret.id.is_empty() {
+                errors.push(empty("id"));
+            } else if !is_build_secret_id(&secret.id) {
+                errors.push(SpecError::BuildSecretIdInvalid {
+                    index,
+                    id: secret.id.clone(),
+                });
+            } else if let Some(&first) = seen.get(secret.id.as_str()) {
+                errors.push(SpecError::BuildSecretDuplicate {
+                    index,
+                    first,
+                    id: secret.id.clone(),
+                });
+            } else {
+                seen.insert(&secret.id, index);
+            }
+            if secret.secret_key_ref.name.is_empty() {
+                errors.push(empty("secretKeyRef.name"));
+            }
+            if secret.secret_key_ref.key.is_empty() {
+                errors.push(empty("secretKeyRef.key"));
+            }
+        }
+    }
+}
+
+/// Whether `id` is a usable build secret id: non-empty, letters, digits, `.`, `_`, `-`.
+pub fn is_build_secret_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 impl BuilderSpec {

@@ -228,3 +228,28 @@ fn timeout_pattern_accepts_exactly_what_the_parser_accepts() {
         assert!(parse_go_duration(s).is_err(), "parser accepts {s:?}");
     }
 }
+
+#[test]
+fn build_secrets_are_a_list_map_keyed_by_id_with_checked_fields() {
+    let field = schema_at(".spec.buildSecrets").expect("spec.buildSecrets in the schema");
+    // The apiserver refuses two entries with the same id at admission.
+    assert_eq!(field["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        field["x-kubernetes-list-map-keys"],
+        serde_json::json!(["id"])
+    );
+    let item = &field["items"];
+    let mut required: Vec<&str> = item["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    required.sort();
+    assert_eq!(required, ["id", "secretKeyRef"]);
+    assert_eq!(item["properties"]["id"]["pattern"], "^[A-Za-z0-9._-]+$");
+    assert_eq!(item["properties"]["id"]["minLength"], 1);
+    let key_ref = &item["properties"]["secretKeyRef"];
+    assert_eq!(key_ref["properties"]["name"]["minLength"], 1);
+    assert_eq!(key_ref["properties"]["key"]["minLength"], 1);
+}

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use kiln_crds::duration::DurationError;
 use kiln_crds::imagebuild::{
-    BuilderSpec, ConfigSpec, RetentionSpec, SecretRef, StagedDockerfileVersion,
+    BuildSecret, BuilderSpec, ConfigSpec, RetentionSpec, SecretKeyRef, SecretRef,
+    StagedDockerfileVersion,
 };
 use kiln_crds::validate::{NODE_ARCH_LABEL, NODE_OS_LABEL};
 use kiln_crds::{ConfigSource, ImageBuild, ImageBuildSpec, ImageBuildStatus, Phase, SpecError};
@@ -395,4 +396,112 @@ fn status_defaults_to_pending_and_serializes_compactly() {
         assert_eq!(phase.is_finished(), finished, "{phase}");
         assert_eq!(serde_json::to_value(phase).unwrap(), phase.as_str());
     }
+}
+
+#[test]
+fn build_secrets_parse_from_yaml() {
+    let spec: ImageBuildSpec = serde_yaml_ng::from_str(
+        r#"
+source: { git: { url: 'https://git.example.org/shop.git' } }
+repo: registry.example.org/shop
+buildSecrets:
+  - { id: aws, secretKeyRef: { name: aws-creds, key: credentials } }
+  - { id: NPM_TOKEN, secretKeyRef: { name: npm, key: token } }
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        spec.build_secrets,
+        vec![
+            BuildSecret {
+                id: "aws".into(),
+                secret_key_ref: SecretKeyRef {
+                    name: "aws-creds".into(),
+                    key: "credentials".into()
+                }
+            },
+            BuildSecret {
+                id: "NPM_TOKEN".into(),
+                secret_key_ref: SecretKeyRef {
+                    name: "npm".into(),
+                    key: "token".into()
+                }
+            },
+        ]
+    );
+    spec.validate().unwrap();
+    // Left out when empty, so existing specs serialize as before.
+    assert!(
+        !serde_json::to_string(&minimal_spec())
+            .unwrap()
+            .contains("buildSecrets")
+    );
+}
+
+#[test]
+fn build_secrets_need_ids_names_and_keys_and_unique_ids() {
+    let entry = |id: &str, name: &str, key: &str| BuildSecret {
+        id: id.into(),
+        secret_key_ref: SecretKeyRef {
+            name: name.into(),
+            key: key.into(),
+        },
+    };
+    let mut s = minimal_spec();
+    s.build_secrets = vec![
+        entry("aws", "aws-creds", "credentials"),
+        entry("", "x", ""),
+        entry("aws", "other", "k"),
+        entry("a,b", "", "k"),
+        entry("token.v2_x-y", "t", "k"),
+    ];
+    let errors = s.validate().unwrap_err();
+    assert_eq!(
+        errors.0,
+        vec![
+            SpecError::BuildSecretEmpty {
+                index: 1,
+                field: "id"
+            },
+            SpecError::BuildSecretEmpty {
+                index: 1,
+                field: "secretKeyRef.key"
+            },
+            SpecError::BuildSecretDuplicate {
+                index: 2,
+                first: 0,
+                id: "aws".into()
+            },
+            SpecError::BuildSecretIdInvalid {
+                index: 3,
+                id: "a,b".into()
+            },
+            SpecError::BuildSecretEmpty {
+                index: 3,
+                field: "secretKeyRef.name"
+            },
+        ]
+    );
+    let text = errors.to_string();
+    assert!(
+        text.contains("spec.buildSecrets[2].id \"aws\": duplicate of spec.buildSecrets[0]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("spec.buildSecrets[1].secretKeyRef.key: must not be empty"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_build_secret_names_image_werf_secret_and_id() {
+    let e = SpecError::BuildSecretMissing {
+        image: "backend".into(),
+        secret: "secrets[0] (env: TOKEN)".into(),
+        id: "TOKEN".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "spec.buildSecrets: image \"backend\" declares werf.yaml secret secrets[0] (env: TOKEN) but spec.buildSecrets has no entry with id \"TOKEN\""
+    );
 }

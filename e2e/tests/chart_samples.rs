@@ -42,7 +42,7 @@ fn the_samples_kustomization_lists_every_sample() {
 #[test]
 fn every_sample_passes_the_operators_spec_validation() {
     let files = sample_files();
-    assert_eq!(files.len(), 7, "{files:?}");
+    assert_eq!(files.len(), 8, "{files:?}");
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
         let build: ImageBuild =
@@ -100,7 +100,7 @@ async fn samples_are_accepted_and_invalid_builds_refused_by_field() -> anyhow::R
     for name in &names {
         builds.get(name).await?;
     }
-    assert_eq!(names.len(), 7);
+    assert_eq!(names.len(), 8);
 
     // Schema errors: every offending field is named in the 422's causes — an empty repo
     // (minLength), a string where an integer belongs, a malformed timeout (pattern).
@@ -154,6 +154,42 @@ spec:
             .message
             .contains("exactly one of config.path and config.inline must be set"),
         "{causes:?}"
+    );
+
+    // Build secrets: ids are the list's map key (a duplicate is refused) and must fit the
+    // `--secret id=...` syntax.
+    let causes = refused(
+        &client,
+        r#"
+apiVersion: kiln.dev/v1alpha1
+kind: ImageBuild
+metadata: { name: invalid, namespace: ci }
+spec:
+  source: { git: { url: "https://git.example.org/shop.git" } }
+  repo: registry.example.org/shop
+  buildSecrets:
+    - { id: aws, secretKeyRef: { name: a, key: k } }
+    - { id: aws, secretKeyRef: { name: b, key: k } }
+    - { id: "a,src=/etc/shadow", secretKeyRef: { name: c, key: "" } }
+"#,
+    )
+    .await?;
+    let fields: Vec<&str> = causes
+        .iter()
+        .filter(|c| c.field != "<nil>")
+        .map(|c| c.field.as_str())
+        .collect();
+    assert!(
+        fields.contains(&"spec.buildSecrets[1]"),
+        "duplicate id not refused: {causes:?}"
+    );
+    assert!(
+        fields.contains(&"spec.buildSecrets[2].id"),
+        "bad id not refused: {causes:?}"
+    );
+    assert!(
+        fields.contains(&"spec.buildSecrets[2].secretKeyRef.key"),
+        "empty key not refused: {causes:?}"
     );
 
     // An unknown (misspelt) field is refused by strict validation, by name.

@@ -73,6 +73,7 @@ impl Harness {
             platform: None,
             network: NetworkMode::Default,
             ssh_key_paths: vec![],
+            secrets: vec![],
             registry_mirrors: vec![],
             insecure_registries: vec![self.registry.address().to_owned()],
             registry_auth_path: None,
@@ -194,6 +195,55 @@ impl Harness {
             }
         }
         None
+    }
+
+    /// Every blob of a pushed image as bytes: the config, then each layer as its
+    /// uncompressed tar (entry headers and file contents), bottom layer first. For
+    /// checking that some text is in no part of an image.
+    pub fn blobs(&self, reference: &str) -> Vec<Vec<u8>> {
+        let dir = tempfile::tempdir_in(self.tmp.path()).unwrap();
+        let copy = Command::new("skopeo")
+            .args(["copy", "-q", "--src-tls-verify=false"])
+            .arg(format!("docker://{reference}"))
+            .arg(format!("dir:{}", dir.path().display()))
+            .output()
+            .unwrap();
+        assert!(
+            copy.status.success(),
+            "skopeo copy {reference}: {}",
+            String::from_utf8_lossy(&copy.stderr)
+        );
+        let manifest = json(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap());
+        let blob = |digest: &str| dir.path().join(digest.trim_start_matches("sha256:"));
+        let mut blobs =
+            vec![std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap()];
+        for layer in manifest["layers"].as_array().unwrap() {
+            let out = Command::new("gzip")
+                .arg("-dc")
+                .arg(blob(layer["digest"].as_str().unwrap()))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "gunzip layer of {reference}");
+            blobs.push(out.stdout);
+        }
+        blobs
+    }
+
+    /// Paths of every entry in every layer of a pushed image, without `./`.
+    pub fn layer_paths(&self, reference: &str) -> Vec<String> {
+        let mut paths = Vec::new();
+        for tar in self.blobs(reference).into_iter().skip(1) {
+            let dir = tempfile::tempdir_in(self.tmp.path()).unwrap();
+            let file = dir.path().join("layer.tar");
+            std::fs::write(&file, tar).unwrap();
+            let out = Command::new("tar").arg("-tf").arg(&file).output().unwrap();
+            paths.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_owned()),
+            );
+        }
+        paths
     }
 
     /// Tags of a repository, sorted; empty when the repository does not exist.

@@ -351,6 +351,7 @@ pub fn build_job(
         ssh_key_paths: (0..spec.ssh_key_secret_refs.len())
             .map(pods::ssh_key_path)
             .collect(),
+        secrets: super::secrets::for_image(spec, config, &unit.name)?,
         registry_mirrors: spec.registry_mirrors.clone(),
         insecure_registries: insecure_registries.to_vec(),
         registry_auth_path: spec
@@ -606,6 +607,7 @@ pub async fn advance(
                 platform: &platform,
                 stage_digests: &missing_digests,
                 job_json: &job_json,
+                build_secrets: &super::secrets::mounted(&ib.spec, &job),
             };
             let (pod, config_map) = pods::builder_pod(&request, &ctx.settings.builder)?;
             let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);

@@ -17,6 +17,7 @@ pub mod error;
 pub mod finish;
 pub mod planning;
 pub mod retention;
+pub mod secrets;
 pub mod source;
 pub mod staged;
 pub mod status;

@@ -92,6 +92,8 @@ pub async fn plan_step(
 ) -> Result<Action, Error> {
     let resolved = source::resolve(ib, ctx, current.commit.as_deref()).await?;
     let plan = plan(ib, &resolved.mirror, &resolved.commit).await?;
+    // A missing build secret ends the build here, before any builder pod.
+    super::secrets::check(&ib.spec, &plan.config, plan.sets.images())?;
     let image_count = plan.sets.images().count();
     let message = format!(
         "planned {image_count} image(s) in {} build set(s) at commit {}",

@@ -5,7 +5,8 @@
 //! build"). It is owned by its ImageBuild (ownerReference with `controller: true`, so
 //! deleting the ImageBuild deletes it), labelled for lookups ([`names`]), gets no
 //! Kubernetes API token (it runs untrusted RUN commands), and sees only the Secrets it needs,
-//! read-only: the registry credentials, the git credentials and the SSH keys.
+//! read-only: the registry credentials, the git credentials, the SSH keys and the build
+//! secrets its image declares.
 //!
 //! No I/O here: the controller applies what these functions return.
 
@@ -49,6 +50,18 @@ pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 pub fn ssh_key_path(i: usize) -> String {
     format!("/kiln/ssh/{i}/ssh-privatekey")
 }
+
+/// Path in the pod of the build secret `spec.buildSecrets[i]`: its Secret key projected as
+/// the only file of its own directory (indices, not ids, keep volume names and paths
+/// valid whatever the id).
+pub fn build_secret_path(i: usize) -> String {
+    format!("{BUILD_SECRETS_DIR}/{i}/{BUILD_SECRET_FILE}")
+}
+
+/// Parent directory of the build secret mounts.
+pub const BUILD_SECRETS_DIR: &str = "/kiln/build-secrets";
+/// File name of a build secret in its directory.
+const BUILD_SECRET_FILE: &str = "secret";
 
 /// Builder pod settings the operator applies when the ImageBuild does not say otherwise
 /// (`kiln-operator run` flags).
@@ -100,6 +113,9 @@ pub struct BuilderPodRequest<'a> {
     pub stage_digests: &'a [String],
     /// The build job, JSON (`kiln.dev/job/v1`), as `kiln-builder` reads it.
     pub job_json: &'a str,
+    /// Indices into `spec.buildSecrets` of the build secrets the job reads; each is
+    /// mounted at [`build_secret_path`]. An index past the list is ignored.
+    pub build_secrets: &'a [usize],
 }
 
 /// Why the objects of a builder pod could not be made.
@@ -148,7 +164,8 @@ pub fn owner_reference(build: &ImageBuild) -> Result<OwnerReference, PodBuildErr
 ///
 /// Settings: `restartPolicy: Never`, `automountServiceAccountToken: false`, no service
 /// links; the job as a ConfigMap file named by `KILN_JOB_FILE`; the registry Secret, the
-/// git Secret and each SSH key Secret mounted read-only; Buildah storage on an emptyDir;
+/// git Secret, each SSH key Secret and the key of each build secret the job reads
+/// (`req.build_secrets`) mounted read-only, mode 0400; Buildah storage on an emptyDir;
 /// `terminationMessagePolicy: FallbackToLogsOnError` so that a builder that dies before
 /// writing its result still leaves its log tail. Resources: `spec.builder.resources`, else
 /// the operator default. Node selector: operator default, then `spec.builder`'s selector for
@@ -287,6 +304,23 @@ pub fn builder_pod(
             }]),
         ));
         mounts.push(read_only(&volume, &format!("/kiln/ssh/{i}")));
+    }
+    for &i in req.build_secrets {
+        let Some(secret) = build.spec.build_secrets.get(i) else {
+            continue;
+        };
+        // Only the one key, so that other keys of the same Secret stay out of the pod.
+        let volume = format!("build-secret-{i}");
+        volumes.push(secret_volume(
+            &volume,
+            &secret.secret_key_ref.name,
+            Some(vec![KeyToPath {
+                key: secret.secret_key_ref.key.clone(),
+                path: BUILD_SECRET_FILE.into(),
+                mode: None,
+            }]),
+        ));
+        mounts.push(read_only(&volume, &format!("{BUILD_SECRETS_DIR}/{i}")));
     }
 
     let mut env = vec![EnvVar {

@@ -63,6 +63,7 @@ fn pod_is_owned_labelled_and_locked_down() {
         platform: "linux/arm64",
         stage_digests: &d,
         job_json: "{\"apiVersion\":\"kiln.dev/job/v1\"}",
+        build_secrets: &[],
     };
     let (pod, cm) = builder_pod(&req, &defaults()).unwrap();
     let meta = &pod.metadata;
@@ -187,6 +188,7 @@ fn spec_resources_win_and_no_secrets_means_no_mounts() {
         platform: "linux/amd64",
         stage_digests: &d,
         job_json: "{}",
+        build_secrets: &[],
     };
     let mut defaults = defaults();
     defaults.privileged = false;
@@ -211,6 +213,7 @@ fn storage_driver_goes_to_the_environment_and_fuse_gets_dev_fuse_when_unprivileg
         platform: "linux/amd64",
         stage_digests: &d,
         job_json: "{}",
+        build_secrets: &[],
     };
     let pod_for = |driver: Option<&str>, privileged: bool| {
         let mut defaults = defaults();
@@ -266,6 +269,7 @@ fn an_unstored_build_and_a_bad_platform_are_errors() {
         platform: "linux",
         stage_digests: &d,
         job_json: "{}",
+        build_secrets: &[],
     };
     let err = builder_pod(&bad_platform, &defaults()).unwrap_err();
     assert!(matches!(err, PodBuildError::Platform(_)), "{err}");
@@ -276,6 +280,7 @@ fn an_unstored_build_and_a_bad_platform_are_errors() {
         platform: "linux/amd64",
         stage_digests: &d,
         job_json: "{}",
+        build_secrets: &[],
     };
     assert_eq!(
         builder_pod(&req, &defaults()).unwrap_err(),
@@ -359,4 +364,64 @@ fn outcomes() {
             message: "The node was low on resource: ephemeral-storage.".into()
         }
     );
+}
+
+#[test]
+fn build_secrets_the_job_reads_are_mounted_one_key_each_read_only() {
+    let mut ib = build();
+    ib.spec.build_secrets = serde_json::from_value(serde_json::json!([
+        {"id": "aws", "secretKeyRef": {"name": "aws-creds", "key": "credentials"}},
+        {"id": "unused", "secretKeyRef": {"name": "other", "key": "k"}},
+        {"id": "TOKEN", "secretKeyRef": {"name": "tokens", "key": "ci-token"}}
+    ]))
+    .unwrap();
+    let d = digests();
+    // The job reads entries 0 and 2; 7 is past the list and ignored.
+    let req = BuilderPodRequest {
+        build: &ib,
+        image: "frontend",
+        platform: "linux/amd64",
+        stage_digests: &d,
+        job_json: "{}",
+        build_secrets: &[0, 2, 7],
+    };
+    let (pod, _) = builder_pod(&req, &defaults()).unwrap();
+    let spec = pod.spec.unwrap();
+    let volumes = spec.volumes.unwrap();
+    let mounts = spec.containers[0].volume_mounts.clone().unwrap();
+    let secret_volumes: Vec<_> = volumes
+        .iter()
+        .filter(|v| v.name.starts_with("build-secret-"))
+        .collect();
+    assert_eq!(secret_volumes.len(), 2, "{secret_volumes:?}");
+    for (index, name, key) in [(0, "aws-creds", "credentials"), (2, "tokens", "ci-token")] {
+        let volume = volumes
+            .iter()
+            .find(|v| v.name == format!("build-secret-{index}"))
+            .unwrap();
+        let source = volume.secret.as_ref().unwrap();
+        assert_eq!(source.secret_name.as_deref(), Some(name));
+        assert_eq!(source.default_mode, Some(0o400));
+        assert_eq!(
+            source.items,
+            Some(vec![KeyToPath {
+                key: key.into(),
+                path: "secret".into(),
+                mode: None
+            }])
+        );
+        let mount = mounts.iter().find(|m| m.name == volume.name).unwrap();
+        assert_eq!(mount.read_only, Some(true));
+        assert_eq!(mount.mount_path, format!("/kiln/build-secrets/{index}"));
+        // The job names the file the mount projects.
+        assert_eq!(
+            build_secret_path(index),
+            format!("/kiln/build-secrets/{index}/secret")
+        );
+    }
+    assert!(!volumes.iter().any(|v| {
+        v.secret
+            .as_ref()
+            .is_some_and(|s| s.secret_name.as_deref() == Some("other"))
+    }));
 }

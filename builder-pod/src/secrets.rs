@@ -14,6 +14,15 @@ use std::path::{Component, Path, PathBuf};
 
 use kiln_crds::job::JobSecret;
 
+/// What to tell a user whose `buildah bud` output `tail` shows Buildah 1.28's crash on a
+/// bare `required` option of `RUN --mount=type=secret` (it reads the option's value
+/// without checking there is one, and panics); `None` for any other failure.
+pub fn bud_crash_hint(tail: &str) -> Option<&'static str> {
+    (tail.contains("getSecretMount") && tail.contains("index out of range")).then_some(
+        "Buildah crashed on a bare `required` in RUN --mount=type=secret; write `required=true`",
+    )
+}
+
 /// Where buildkit puts a secret without `target`: `/run/secrets/ID`.
 pub const DEFAULT_SECRETS_DIR: &str = "/run/secrets";
 
@@ -386,6 +395,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(text.contains("secret \"npm\" is required"), "{text}");
+    }
+
+    #[test]
+    fn the_bare_required_crash_gets_a_hint() {
+        let tail = "STEP 2/5: RUN --mount=type=secret,id=t,required true\npanic: runtime error: index out of range [1] with length 1\n\ngoroutine 8 [running]:\ngithub.com/containers/buildah.(*Builder).getSecretMount(0xc0000fbc00)";
+        assert!(bud_crash_hint(tail).unwrap().contains("required=true"));
+        assert_eq!(
+            bud_crash_hint("Error: building at STEP \"RUN false\": exit status 1"),
+            None
+        );
     }
 
     #[test]

@@ -873,7 +873,7 @@ fn build_secrets_reach_run_mounts_and_stay_out_of_every_layer() {
 
     // Staged: the RUN becomes `buildah run` with the secret files bound read-only.
     let mut staged = h.job(&repo);
-    staged.secrets = secrets;
+    staged.secrets = secrets.clone();
     staged.stages = vec![instruction_stage(
         "secrets-run",
         ParentRef::Image {
@@ -903,6 +903,25 @@ fn build_secrets_reach_run_mounts_and_stay_out_of_every_layer() {
     assert!(
         !paths.iter().any(|p| p.starts_with("run")),
         "mount points left by the staged RUN: {paths:?}"
+    );
+
+    // Buildah 1.28's bud crashes on a bare `required`; the failure says what to write.
+    let mut bare = h.job(&repo);
+    bare.source = Some(git.source(&commit));
+    bare.secrets = staged.secrets.clone();
+    bare.stages = vec![dockerfile_stage(
+        "secrets-bare-required",
+        &format!(
+            "FROM {}\nRUN --mount=type=secret,id=token,required true\n",
+            h.base.list
+        ),
+    )];
+    let out = h.run(&bare);
+    let failure = out.result.failure.expect("the crash fails the stage");
+    assert!(
+        failure.message.contains("write `required=true`"),
+        "{}",
+        failure.message
     );
 
     // A required secret the job lacks fails the stage, naming the id.

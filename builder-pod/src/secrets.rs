@@ -176,7 +176,8 @@ impl SecretFiles {
         })
     }
 
-    /// The file of secret `id`.
+    /// The file of secret `id` (the builder asks [`SecretFiles::with_attributes`]).
+    #[cfg(test)]
     pub fn get(&self, id: &str) -> Option<&Path> {
         self.files.get(id).map(PathBuf::as_path)
     }

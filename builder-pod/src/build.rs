@@ -190,7 +190,10 @@ fn failure(
         digest: stage.map(|s| s.digest.clone()).unwrap_or_default(),
         instruction,
         exit_code,
-        message: error.to_string(),
+        message: match crate::secrets::bud_crash_hint(&log_tail) {
+            Some(hint) => format!("{error}: {hint}"),
+            None => error.to_string(),
+        },
         log_tail,
     }
 }

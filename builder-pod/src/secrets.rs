@@ -14,6 +14,15 @@ use std::path::{Component, Path, PathBuf};
 
 use kiln_crds::job::JobSecret;
 
+/// What to tell a user whose `buildah bud` output `tail` shows Buildah 1.28's crash on a
+/// bare `required` option of `RUN --mount=type=secret` (it reads the option's value
+/// without checking there is one, and panics); `None` for any other failure.
+pub fn bud_crash_hint(tail: &str) -> Option<&'static str> {
+    (tail.contains("getSecretMount") && tail.contains("index out of range")).then_some(
+        "Buildah crashed on a bare `required` in RUN --mount=type=secret; write `required=true`",
+    )
+}
+
 /// Where buildkit puts a secret without `target`: `/run/secrets/ID`.
 pub const DEFAULT_SECRETS_DIR: &str = "/run/secrets";
 
@@ -50,10 +59,8 @@ pub enum SecretMountError {
     /// The mount names neither `id` nor `target`, so no secret can be chosen.
     #[error("RUN --mount={0}: a secret mount needs id or target")]
     NoId(String),
-    /// An option Kiln does not apply (the file is always root-owned, mode 0400).
-    #[error(
-        "RUN --mount={spec}: option {option:?} is not supported (secrets are mounted read-only as uid 0, mode 0400)"
-    )]
+    /// An option Kiln does not know.
+    #[error("RUN --mount={spec}: option {option:?} is not supported for secret mounts")]
     Unsupported {
         /// The whole mount flag.
         spec: String,
@@ -70,6 +77,24 @@ pub enum SecretMountError {
         /// The secret id.
         id: String,
     },
+    /// `uid`, `gid` or `mode` is not a number (`mode` octal, as in buildkit).
+    #[error("RUN --mount={spec}: {option}={value:?} is not a valid number")]
+    BadNumber {
+        /// The whole mount flag.
+        spec: String,
+        /// `uid`, `gid` or `mode`.
+        option: &'static str,
+        /// The value as written.
+        value: String,
+    },
+    /// The copy of the secret with the requested owner and mode could not be made.
+    #[error("RUN --mount={spec}: preparing the secret file: {message}")]
+    Copy {
+        /// The whole mount flag.
+        spec: String,
+        /// The I/O error.
+        message: String,
+    },
     /// A relative target (buildkit resolves it against the working directory; werf
     /// projects use absolute ones).
     #[error("RUN --mount={0}: the secret target must be an absolute path")]
@@ -81,6 +106,30 @@ pub enum SecretMountError {
 #[derive(Debug, Clone, Default)]
 pub struct SecretFiles {
     files: BTreeMap<String, PathBuf>,
+    /// Where value files and owner/mode copies go.
+    dir: PathBuf,
+}
+
+/// Owner and mode of a secret file in the container: buildkit's `uid`, `gid`, `mode`
+/// (default 0, 0, 0400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attributes {
+    /// Owner user id.
+    pub uid: u32,
+    /// Owner group id.
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+impl Default for Attributes {
+    fn default() -> Self {
+        Attributes {
+            uid: 0,
+            gid: 0,
+            mode: 0o400,
+        }
+    }
 }
 
 impl SecretFiles {
@@ -121,12 +170,49 @@ impl SecretFiles {
             };
             files.insert(secret.id.clone(), path);
         }
-        Ok(SecretFiles { files })
+        Ok(SecretFiles {
+            files,
+            dir: dir.to_owned(),
+        })
     }
 
-    /// The file of secret `id`.
+    /// The file of secret `id` (the builder asks [`SecretFiles::with_attributes`]).
+    #[cfg(test)]
     pub fn get(&self, id: &str) -> Option<&Path> {
         self.files.get(id).map(PathBuf::as_path)
+    }
+
+    /// The file of secret `id` with owner and mode `attributes`: the file itself for the
+    /// defaults (a mounted Secret key or a value file is root's, 0400), else a copy made
+    /// once under the secrets directory. `None` when the job has no such secret.
+    ///
+    /// Errors: the copy cannot be written, chowned or chmodded.
+    pub fn with_attributes(
+        &self,
+        id: &str,
+        attributes: Attributes,
+    ) -> Option<std::io::Result<PathBuf>> {
+        let source = self.files.get(id)?;
+        if attributes == Attributes::default() {
+            return Some(Ok(source.clone()));
+        }
+        let Attributes { uid, gid, mode } = attributes;
+        let copy = self
+            .dir
+            .join("attributes")
+            .join(format!("{id}.{uid}.{gid}.{mode:o}"));
+        Some((|| {
+            if !copy.exists() {
+                std::fs::create_dir_all(copy.parent().expect("a joined path has a parent"))?;
+                std::fs::copy(source, &copy)?;
+                std::os::unix::fs::chown(&copy, Some(uid), Some(gid))?;
+                std::fs::set_permissions(
+                    &copy,
+                    std::os::unix::fs::PermissionsExt::from_mode(mode),
+                )?;
+            }
+            Ok(copy)
+        })())
     }
 
     /// `buildah bud` flags making every secret available to `RUN --mount=type=secret`:
@@ -161,10 +247,12 @@ pub fn is_secret_mount(spec: &str) -> bool {
 /// The bind mount for `RUN --mount=<spec>` with `type=secret`, following buildkit: `id`
 /// defaults to the base name of `target`, `target` (also `dst`, `destination`) to
 /// `/run/secrets/ID`; a secret the build lacks is skipped unless `required` (also
-/// `required=true`). `None` = skipped.
+/// `required=true`); `uid`, `gid` (decimal) and `mode` (octal) give the file's owner and
+/// mode (default root's, 0400), through a copy made here ([`SecretFiles::with_attributes`]).
+/// `None` = skipped.
 ///
 /// Errors: [`SecretMountError`] for a missing required secret, no id, a relative target,
-/// and the options `uid`, `gid`, `mode` or any unknown one.
+/// a malformed number, a copy that cannot be made, or an unknown option.
 pub fn secret_mount(
     spec: &str,
     files: &SecretFiles,
@@ -172,6 +260,14 @@ pub fn secret_mount(
     let mut id = None;
     let mut target = None;
     let mut required = false;
+    let mut attributes = Attributes::default();
+    let number = |option: &'static str, value: &str, radix: u32| {
+        u32::from_str_radix(value, radix).map_err(|_| SecretMountError::BadNumber {
+            spec: spec.to_owned(),
+            option,
+            value: value.to_owned(),
+        })
+    };
     for field in spec.split(',').map(str::trim).filter(|f| !f.is_empty()) {
         let (key, value) = field.split_once('=').unwrap_or((field, ""));
         match key {
@@ -179,6 +275,9 @@ pub fn secret_mount(
             "id" => id = Some(value.to_owned()),
             "target" | "dst" | "destination" => target = Some(value.to_owned()),
             "required" => required = value.is_empty() || value == "true",
+            "uid" => attributes.uid = number("uid", value, 10)?,
+            "gid" => attributes.gid = number("gid", value, 10)?,
+            "mode" => attributes.mode = number("mode", value, 8)?,
             _ => {
                 return Err(SecretMountError::Unsupported {
                     spec: spec.to_owned(),
@@ -199,11 +298,12 @@ pub fn secret_mount(
     if !target.starts_with('/') {
         return Err(SecretMountError::RelativeTarget(spec.to_owned()));
     }
-    match files.get(&id) {
-        Some(source) => Ok(Some(SecretMount {
-            source: source.to_owned(),
-            target,
-        })),
+    match files.with_attributes(&id, attributes) {
+        Some(Ok(source)) => Ok(Some(SecretMount { source, target })),
+        Some(Err(e)) => Err(SecretMountError::Copy {
+            spec: spec.to_owned(),
+            message: e.to_string(),
+        }),
         None if required => Err(SecretMountError::Missing {
             spec: spec.to_owned(),
             id,
@@ -358,6 +458,38 @@ mod tests {
     }
 
     #[test]
+    fn owner_and_mode_options_get_a_copy_made_once() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = files(dir.path());
+        let spec = "type=secret,id=token,uid=1000,gid=1001,mode=0440";
+        let mount = secret_mount(spec, &f).unwrap().unwrap();
+        assert_eq!(
+            mount.source,
+            dir.path().join("values/attributes/token.1000.1001.440")
+        );
+        assert_eq!(std::fs::read_to_string(&mount.source).unwrap(), "s3cr3t");
+        let meta = std::fs::metadata(&mount.source).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (1000, 1001, 0o440)
+        );
+        // Asked again (another RUN): the same copy.
+        assert_eq!(
+            secret_mount(spec, &f).unwrap().unwrap().source,
+            mount.source
+        );
+        // The defaults spelt out need no copy.
+        assert_eq!(
+            secret_mount("type=secret,id=token,uid=0,gid=0,mode=400", &f)
+                .unwrap()
+                .unwrap()
+                .source,
+            dir.path().join("values/1")
+        );
+    }
+
+    #[test]
     fn bad_secret_mounts_are_named() {
         let f = SecretFiles::default();
         assert_eq!(
@@ -372,10 +504,18 @@ mod tests {
             SecretMountError::NoId("type=secret".into())
         );
         assert_eq!(
-            secret_mount("type=secret,id=a,uid=1000", &f).unwrap_err(),
+            secret_mount("type=secret,id=a,env=A", &f).unwrap_err(),
             SecretMountError::Unsupported {
-                spec: "type=secret,id=a,uid=1000".into(),
-                option: "uid".into()
+                spec: "type=secret,id=a,env=A".into(),
+                option: "env".into()
+            }
+        );
+        assert_eq!(
+            secret_mount("type=secret,id=a,mode=0999", &f).unwrap_err(),
+            SecretMountError::BadNumber {
+                spec: "type=secret,id=a,mode=0999".into(),
+                option: "mode",
+                value: "0999".into()
             }
         );
         assert_eq!(
@@ -386,6 +526,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(text.contains("secret \"npm\" is required"), "{text}");
+    }
+
+    #[test]
+    fn the_bare_required_crash_gets_a_hint() {
+        let tail = "STEP 2/5: RUN --mount=type=secret,id=t,required true\npanic: runtime error: index out of range [1] with length 1\n\ngoroutine 8 [running]:\ngithub.com/containers/buildah.(*Builder).getSecretMount(0xc0000fbc00)";
+        assert!(bud_crash_hint(tail).unwrap().contains("required=true"));
+        assert_eq!(
+            bud_crash_hint("Error: building at STEP \"RUN false\": exit status 1"),
+            None
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! One staged-Dockerfile instruction as Buildah operations on a working container (what
 //! werf's staged Dockerfile builder does per instruction, reference §1.4): `RUN` →
 //! `buildah run`, `COPY`/`ADD` → `buildah copy`/`buildah add`, everything else →
-//! `buildah config`. Pure: the caller runs the resulting [`Step`].
+//! `buildah config`. The caller runs the resulting [`Step`]; the only I/O here is the copy
+//! of a build secret a `RUN --mount=type=secret` wants with another owner or mode.
 
 use std::path::Path;
 

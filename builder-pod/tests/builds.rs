@@ -824,7 +824,7 @@ fn build_secrets_reach_run_mounts_and_stay_out_of_every_layer() {
         },
     ];
     let check = format!(
-        "sha256sum /run/secrets/token | grep -q {} && sha256sum /etc/inline | grep -q {} && echo ok > /proof",
+        "sha256sum /run/secrets/token | grep -q {} && sha256sum /etc/inline | grep -q {} && stat -c '%u %g %a' /etc/inline > /owner && echo ok > /proof",
         sha256_hex(token.as_bytes()),
         sha256_hex(inline.as_bytes()),
     );
@@ -835,6 +835,12 @@ fn build_secrets_reach_run_mounts_and_stay_out_of_every_layer() {
         assert_eq!(
             h.file(reference, "/proof").as_deref(),
             Some("ok\n"),
+            "{reference}"
+        );
+        // uid, gid and mode as the mount asked.
+        assert_eq!(
+            h.file(reference, "/owner").as_deref(),
+            Some("1000 1001 440\n"),
             "{reference}"
         );
         for (i, blob) in h.blobs(reference).iter().enumerate() {
@@ -863,7 +869,7 @@ fn build_secrets_reach_run_mounts_and_stay_out_of_every_layer() {
     job.stages = vec![dockerfile_stage(
         "secrets",
         &format!(
-            "FROM {}\nRUN --mount=type=secret,id=token,required=true --mount=type=secret,id=inline,target=/etc/inline {check}\n",
+            "FROM {}\nRUN --mount=type=secret,id=token,required=true --mount=type=secret,id=inline,target=/etc/inline,uid=1000,gid=1001,mode=0440 {check}\n",
             h.base.list
         ),
     )];
@@ -873,7 +879,7 @@ fn build_secrets_reach_run_mounts_and_stay_out_of_every_layer() {
 
     // Staged: the RUN becomes `buildah run` with the secret files bound read-only.
     let mut staged = h.job(&repo);
-    staged.secrets = secrets;
+    staged.secrets = secrets.clone();
     staged.stages = vec![instruction_stage(
         "secrets-run",
         ParentRef::Image {
@@ -889,7 +895,8 @@ fn build_secrets_reach_run_mounts_and_stay_out_of_every_layer() {
                     spec: "type=secret,id=token,required".into(),
                 },
                 RunMount::Other {
-                    spec: "type=secret,id=inline,target=/etc/inline".into(),
+                    spec: "type=secret,id=inline,target=/etc/inline,uid=1000,gid=1001,mode=0440"
+                        .into(),
                 },
             ],
             network: None,
@@ -903,6 +910,25 @@ fn build_secrets_reach_run_mounts_and_stay_out_of_every_layer() {
     assert!(
         !paths.iter().any(|p| p.starts_with("run")),
         "mount points left by the staged RUN: {paths:?}"
+    );
+
+    // Buildah 1.28's bud crashes on a bare `required`; the failure says what to write.
+    let mut bare = h.job(&repo);
+    bare.source = Some(git.source(&commit));
+    bare.secrets = staged.secrets.clone();
+    bare.stages = vec![dockerfile_stage(
+        "secrets-bare-required",
+        &format!(
+            "FROM {}\nRUN --mount=type=secret,id=token,required true\n",
+            h.base.list
+        ),
+    )];
+    let out = h.run(&bare);
+    let failure = out.result.failure.expect("the crash fails the stage");
+    assert!(
+        failure.message.contains("write `required=true`"),
+        "{}",
+        failure.message
     );
 
     // A required secret the job lacks fails the stage, naming the id.

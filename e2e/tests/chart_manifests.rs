@@ -110,6 +110,10 @@ fn values_become_flags() {
             "--set",
             "builder.scheduleTimeout=30m",
             "--set",
+            "operator.insecureRegistries={registry.ci.svc:5000}",
+            "--set",
+            "operator.extraArgs={--builder-cpu=2}",
+            "--set",
             "builder.resources.cpu=",
             "--set",
             "operator.logFormat=text",
@@ -132,9 +136,11 @@ fn values_become_flags() {
             "--builder-unprivileged",
             "--builder-storage-driver=fuse-overlayfs",
             "--builder-schedule-timeout=30m",
+            "--insecure-registry=registry.ci.svc:5000",
             "--metrics-address=0.0.0.0:8080",
             "--log-format=text",
             "--leader-election-namespace=ops",
+            "--builder-cpu=2",
         ]
     );
     // Watching two namespaces: one RoleBinding in each, no ClusterRoleBinding.

@@ -4,14 +4,15 @@
 //! A project whose images declare werf.yaml `secrets: [{env: TOKEN}]` — one non-staged,
 //! one `staged: true` — and whose RUNs read `/run/secrets/TOKEN`. Without a
 //! `spec.buildSecrets` entry for TOKEN the build fails at planning, naming image, werf.yaml
-//! secret and id, and starts no pod; with one backed by a Kubernetes Secret both images
-//! build, their RUNs see the value, and no blob of either image holds it.
+//! secret and id, and starts no pod; so does an entry whose Secret or key is missing; with
+//! one backed by a Kubernetes Secret both images build, their RUNs see the value, and no
+//! blob of either image holds it.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kiln_crds::{ImageBuild, Phase};
 use kiln_e2e::harness::{self, InProcessOperator};
 use kiln_e2e::stack::{LocalStack, StackOptions};
@@ -211,6 +212,18 @@ async fn file_in_image(
     None
 }
 
+/// The `Succeeded` condition of a build that must have failed.
+fn failed_condition(ib: &ImageBuild) -> Condition {
+    let status = ib.status.as_ref().unwrap();
+    assert_eq!(status.phase, Phase::Failed, "{:?}", status.conditions);
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Succeeded")
+        .unwrap()
+        .clone()
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -229,13 +242,7 @@ async fn build_secrets_reach_runs_from_a_kubernetes_secret_and_a_missing_one_fai
 
     // 1. No spec.buildSecrets entry for TOKEN: Failed at planning, no pod.
     let missing = create_and_wait(&api, &fx.build("missing", json!([]))).await;
-    let status = missing.status.as_ref().unwrap();
-    assert_eq!(status.phase, Phase::Failed, "{:?}", status.conditions);
-    let condition = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Succeeded")
-        .unwrap();
+    let condition = failed_condition(&missing);
     assert_eq!(condition.reason, "InvalidSpec", "{condition:?}");
     for image in ["app", "app-staged"] {
         assert!(
@@ -248,7 +255,23 @@ async fn build_secrets_reach_runs_from_a_kubernetes_secret_and_a_missing_one_fai
     }
     assert_eq!(pods_of(&fx.client, &missing).await, (0, 0));
 
-    // 2. TOKEN from a Secret key (other keys of the Secret stay out of the pod).
+    // 2. The entry names a Secret that does not exist yet, then a key it lacks: Failed
+    // with SecretNotFound before any pod (a pod would wait forever for the volume).
+    let token_entry =
+        |key: &str| json!([{"id": "TOKEN", "secretKeyRef": {"name": "ci-token", "key": key}}]);
+    let absent = create_and_wait(&api, &fx.build("absent", token_entry("token"))).await;
+    let condition = failed_condition(&absent);
+    assert_eq!(condition.reason, "SecretNotFound", "{condition:?}");
+    assert!(
+        condition.message.contains(
+            "Secret \"ci-token\" (from spec.buildSecrets) not found in namespace \"default\""
+        ),
+        "{}",
+        condition.message
+    );
+    assert_eq!(pods_of(&fx.client, &absent).await, (0, 0));
+
+    // 3. TOKEN from a Secret key (other keys of the Secret stay out of the pod).
     let secrets: Api<Secret> = Api::namespaced(fx.client.clone(), "default");
     secrets
         .create(
@@ -270,14 +293,19 @@ async fn build_secrets_reach_runs_from_a_kubernetes_secret_and_a_missing_one_fai
         )
         .await
         .unwrap();
-    let built = create_and_wait(
-        &api,
-        &fx.build(
-            "with-token",
-            json!([{"id": "TOKEN", "secretKeyRef": {"name": "ci-token", "key": "token"}}]),
+    let wrong_key = create_and_wait(&api, &fx.build("wrong-key", token_entry("tokn"))).await;
+    let condition = failed_condition(&wrong_key);
+    assert_eq!(condition.reason, "SecretNotFound", "{condition:?}");
+    assert!(
+        condition.message.contains(
+            "Secret \"ci-token\" in namespace \"default\" has no key \"tokn\" (from spec.buildSecrets id \"TOKEN\")"
         ),
-    )
-    .await;
+        "{}",
+        condition.message
+    );
+    assert_eq!(pods_of(&fx.client, &wrong_key).await, (0, 0));
+
+    let built = create_and_wait(&api, &fx.build("with-token", token_entry("token"))).await;
     let status = built.status.as_ref().unwrap();
     assert_eq!(status.phase, Phase::Succeeded, "{:?}", status.conditions);
     assert_eq!(pods_of(&fx.client, &built).await.1, 2);

@@ -9,7 +9,10 @@ set -euo pipefail
 version=v3.22.0
 cache="${KILN_CACHE_DIR:-$HOME/.cache/kiln}"
 target_dir="$cache/helm/$version/bin"
+# Also on PATH for people: $KILN_CACHE_DIR/bin/helm (next to kubectl).
+link() { mkdir -p "$cache/bin" && ln -sfn "$target_dir/helm" "$cache/bin/helm"; }
 if [[ -x "$target_dir/helm" ]]; then
+  link
   exit 0
 fi
 if ! command -v go >/dev/null; then
@@ -26,3 +29,4 @@ GOBIN="$tmp" CGO_ENABLED=0 go install \
   -ldflags "-X helm.sh/helm/v3/internal/version.version=$version" \
   "helm.sh/helm/v3/cmd/helm@$version"
 mv "$tmp/helm" "$target_dir/helm"
+link

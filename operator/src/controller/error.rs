@@ -44,6 +44,20 @@ pub enum Error {
         /// The spec field naming it.
         field: &'static str,
     },
+    /// A Secret a `spec.buildSecrets` entry names lacks the entry's key.
+    #[error(
+        "Secret {name:?} in namespace {namespace:?} has no key {key:?} (from spec.buildSecrets id {id:?})"
+    )]
+    BuildSecretKeyNotFound {
+        /// Secret name.
+        name: String,
+        /// Namespace.
+        namespace: String,
+        /// The key the entry names.
+        key: String,
+        /// The entry's id.
+        id: String,
+    },
     /// The git Secret does not hold usable credentials.
     #[error(transparent)]
     GitSecret(#[from] AuthSecretError),
@@ -113,7 +127,9 @@ impl Error {
             Error::InvalidSpec(_) | Error::Unsupported(_) | Error::InvalidPlatform { .. } => {
                 Reason::InvalidSpec
             }
-            Error::SecretNotFound { .. } | Error::GitSecret(_) => Reason::SecretNotFound,
+            Error::SecretNotFound { .. }
+            | Error::BuildSecretKeyNotFound { .. }
+            | Error::GitSecret(_) => Reason::SecretNotFound,
             Error::Source(e) => e.reason(),
             Error::Plan(e) => match e {
                 P::Source(_) => Reason::SourceUnavailable,

@@ -94,6 +94,7 @@ pub async fn plan_step(
     let plan = plan(ib, &resolved.mirror, &resolved.commit).await?;
     // A missing build secret ends the build here, before any builder pod.
     super::secrets::check(&ib.spec, &plan.config, plan.sets.images())?;
+    super::secrets::check_sources(ib, ctx, &plan.config, plan.sets.images()).await?;
     let image_count = plan.sets.images().count();
     let message = format!(
         "planned {image_count} image(s) in {} build set(s) at commit {}",

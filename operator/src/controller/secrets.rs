@@ -14,9 +14,11 @@ use std::path::Path;
 
 use kiln_crds::imagebuild::ImageBuildSpec;
 use kiln_crds::job::{BuildJob, JobSecret};
-use kiln_crds::{SpecError, SpecErrors};
+use kiln_crds::{ImageBuild, SpecError, SpecErrors};
+use kube::ResourceExt;
+use kube::api::Api;
 
-use super::Error;
+use super::{Context, Error};
 use crate::config::{ImageKind, Secret, WerfConfig};
 use crate::pods;
 
@@ -145,6 +147,79 @@ pub fn check<'a>(
     } else {
         Err(Error::InvalidSpec(SpecErrors(errors)))
     }
+}
+
+/// The `spec.buildSecrets` entries the `images` read (through an `env:` or `src:` secret),
+/// as (index, entry), in spec order.
+fn entries_read<'s, 'a>(
+    spec: &'s ImageBuildSpec,
+    config: &WerfConfig,
+    images: impl IntoIterator<Item = &'a str>,
+) -> Vec<(usize, &'s kiln_crds::imagebuild::BuildSecret)> {
+    let ids: std::collections::BTreeSet<String> = images
+        .into_iter()
+        .flat_map(|image| image_secrets(config, image))
+        .filter(|s| s.value.is_none())
+        .filter_map(secret_id)
+        .collect();
+    spec.build_secrets
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| ids.contains(&b.id))
+        .collect()
+}
+
+/// Checks that the Secret key behind every `spec.buildSecrets` entry the `images` read
+/// exists, so that a builder pod never waits on a volume the kubelet cannot mount. Reads
+/// each Secret once (`get`; the operator may not list Secrets).
+///
+/// Errors: [`Error::SecretNotFound`], [`Error::BuildSecretKeyNotFound`] naming Secret,
+/// namespace, key and id; API errors.
+pub async fn check_sources<'a>(
+    ib: &ImageBuild,
+    ctx: &Context,
+    config: &WerfConfig,
+    images: impl IntoIterator<Item = &'a str>,
+) -> Result<(), Error> {
+    let entries = entries_read(&ib.spec, config, images);
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let namespace = ib.namespace().unwrap_or_default();
+    let api: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(ctx.client.clone(), &namespace);
+    let mut seen: BTreeMap<&str, Option<k8s_openapi::api::core::v1::Secret>> = BTreeMap::new();
+    for (_, entry) in entries {
+        let name = entry.secret_key_ref.name.as_str();
+        let secret = match seen.get(name) {
+            Some(s) => s.clone(),
+            None => {
+                let s = api.get_opt(name).await?;
+                seen.insert(name, s.clone());
+                s
+            }
+        };
+        let secret = secret.ok_or_else(|| Error::SecretNotFound {
+            name: name.to_owned(),
+            namespace: namespace.clone(),
+            field: "spec.buildSecrets",
+        })?;
+        let key = &entry.secret_key_ref.key;
+        let has_key = secret.data.as_ref().is_some_and(|d| d.contains_key(key))
+            || secret
+                .string_data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(key));
+        if !has_key {
+            return Err(Error::BuildSecretKeyNotFound {
+                name: name.to_owned(),
+                namespace,
+                key: key.clone(),
+                id: entry.id.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Indices into `spec.buildSecrets` of the entries `job` reads (those whose mount path a
@@ -337,6 +412,26 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("\"a\""), "{text}");
+    }
+
+    #[test]
+    fn only_entries_of_env_and_src_secrets_of_the_images_are_read() {
+        let config = WerfConfig::parse(
+            "werf.yaml",
+            "project: p\nconfigVersion: 1\n---\nimage: a\ndockerfile: Dockerfile\nsecrets: [{env: A}, {id: V, value: x}]\n---\nimage: b\ndockerfile: Dockerfile\nsecrets: [{src: /x/B}]\n",
+        )
+        .unwrap();
+        let spec = spec_with(&["B", "V", "A", "unused"]);
+        let read = |images: &[&str]| -> Vec<usize> {
+            entries_read(&spec, &config, images.iter().copied())
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect()
+        };
+        // `V` is a value secret: its spec entry is not read.
+        assert_eq!(read(&["a"]), vec![2]);
+        assert_eq!(read(&["a", "b"]), vec![0, 2]);
+        assert_eq!(read(&[]), Vec::<usize>::new());
     }
 
     fn test_job() -> BuildJob {

@@ -98,6 +98,10 @@ impl Fixture {
     /// An ImageBuild of the project's `main` for linux/amd64, stages in `REGISTRY/stg`,
     /// docker.io images through the registry as a mirror (it serves `library/busybox`).
     fn build(&self, name: &str) -> ImageBuild {
+        self.build_for(name, &[PLATFORM])
+    }
+
+    fn build_for(&self, name: &str, platforms: &[&str]) -> ImageBuild {
         serde_json::from_value(json!({
             "apiVersion": "kiln.dev/v1alpha1",
             "kind": "ImageBuild",
@@ -105,7 +109,7 @@ impl Fixture {
             "spec": {
                 "source": {"git": {"url": self.repo.url(), "revision": "main"}},
                 "repo": format!("{}/stg", self.registry),
-                "platforms": [PLATFORM],
+                "platforms": platforms,
                 "registryMirrors": [format!("http://{}", self.registry)],
             }
         }))
@@ -126,6 +130,15 @@ impl Fixture {
 
     /// The offline planner's stages of `app` at `commit` (with `inputs`).
     fn planned(&self, commit: &str, inputs: &dyn StagedInputs) -> Vec<PlannedStage> {
+        self.planned_for(commit, inputs, PLATFORM)
+    }
+
+    fn planned_for(
+        &self,
+        commit: &str,
+        inputs: &dyn StagedInputs,
+        platform: &str,
+    ) -> Vec<PlannedStage> {
         let tree = GitTree::open(self.repo.work_dir(), Some(commit)).unwrap();
         let args = BTreeMap::new();
         let input = DockerfileImageInput {
@@ -139,7 +152,7 @@ impl Fixture {
             context_add_files: &[],
             cache_version: None,
             staged: StagedMode::StagedV1,
-            platform: PLATFORM,
+            platform,
         };
         dockerfile_image_stages_with(&tree, &input, inputs).unwrap()
     }
@@ -526,5 +539,68 @@ async fn dependency_build_args_come_from_the_published_dependency() {
             .docker_tag,
         *app_tag
     );
+    operator.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn staged_image_builds_for_two_platforms_with_each_platforms_base() {
+    let fx = Fixture::start().await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings(&fx.registry),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let storage = registry_client(&fx.registry);
+    let repo = RepoRef::from_str(&format!("{}/stg", fx.registry)).unwrap();
+    let commit = fx.repo.head().unwrap();
+    let platforms = ["linux/amd64", "linux/arm64"];
+
+    let built = create_and_wait(&api, &fx.build_for("multi-arch", &platforms)).await;
+    let mut pods = builder_pods(&built);
+    pods.sort();
+    assert_eq!(pods, platforms.map(|p| format!("app {p}")));
+    let report = built.status.as_ref().unwrap().report.as_ref().unwrap();
+    let mut all_tags = BTreeSet::new();
+    for (platform, machine) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let record = &report.images_by_platform["app"][platform];
+        let tags: Vec<&str> = record
+            .stages
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|s| s.docker_tag.as_str())
+            .collect();
+        // The platform enters every digest; busybox's arm64 image has the same PATH.
+        let planned = fx.planned_for(&commit, &BusyboxEnv(None), platform);
+        let expected: Vec<&str> = planned.iter().map(|s| s.digest.as_str()).collect();
+        let digests: Vec<&str> = tags.iter().map(|t| &t[..56]).collect();
+        assert_eq!(digests, expected, "{platform}");
+        all_tags.extend(tags.iter().map(|t| t.to_string()));
+        // The RUN ran on the platform (arm64 under QEMU) and the image is for it.
+        assert_eq!(
+            file_in_image(&storage, &repo, &record.docker_tag, "app/y").await,
+            Some("one\n1\n".into())
+        );
+        let manifest = storage
+            .get_manifest(&repo, &record.docker_tag)
+            .await
+            .unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+        let config = storage
+            .get_blob(&repo, manifest["config"]["digest"].as_str().unwrap())
+            .await
+            .unwrap();
+        let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+        assert_eq!(
+            config["architecture"],
+            json!(platform.rsplit('/').next().unwrap()),
+            "{machine}"
+        );
+    }
+    assert_eq!(fx.stage_tags().await, all_tags);
+    assert_eq!(all_tags.len(), 6);
     operator.stop().await.unwrap();
 }

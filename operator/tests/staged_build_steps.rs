@@ -226,6 +226,28 @@ fn a_stage_built_on_another_uses_its_built_image() {
 }
 
 #[test]
+fn add_with_a_checksum_is_refused_for_the_build_only() {
+    let repo = Repo::new();
+    repo.write(
+        "Dockerfile",
+        "FROM busybox\nADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 https://example.org/a /a\n",
+    )
+    .commit("c");
+    let tree = repo.tree(None);
+    let stages = stages_with(
+        &Img::staged(StagedMode::StagedV1),
+        &tree,
+        &Facts { built: None },
+    );
+    match &stages[0].build.as_ref().unwrap().step {
+        StagedStep::Unsupported(reason) => {
+            assert!(reason.contains("ADD --checksum"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn heredocs_are_refused_for_the_build_only() {
     let repo = Repo::new();
     repo.write("Dockerfile", "FROM busybox\nRUN <<EOF\necho hi\nEOF\n")

@@ -770,6 +770,8 @@ fn dockerfile_stage(
                     Err(format!("{} with a heredoc", ins.keyword))
                 } else if c.parents || !c.exclude.is_empty() {
                     Err(format!("{} --parents/--exclude", ins.keyword))
+                } else if c.checksum.is_some() || c.keep_git_dir {
+                    Err("ADD --checksum/--keep-git-dir".to_string())
                 } else if is_copy {
                     Ok(JobInstruction::Copy {
                         sources,

@@ -86,3 +86,11 @@ kubectl get imagebuild "$NAME" -o json | jq '.status.report'
 echo "==> images"
 kubectl get imagebuild "$NAME" -o json \
   | jq -r '.status.images[] | "\(.image)\t\(.repo):\(.tag)\tcustom tags: \(.customTags | join(", "))"'
+cat <<TEXT
+==> done. The operator stops now; the stack stays up. To explore and build more:
+  export PATH=${KILN_CACHE_DIR:-$HOME/.cache/kiln}/bin:\$PATH KUBECONFIG=$KUBECONFIG
+  kubectl get imagebuilds -o wide
+  $BIN/kiln-operator report $NAME --format envfile
+  $BIN/kiln-operator run --namespace default --lock-namespace kiln-system --cache-dir $STATE/operator-cache --builder-image kiln-builder:dev --metrics-address 127.0.0.1:0 --insecure-registry $REGISTRY
+  $BIN/kiln-local-stack --state-dir $STATE down
+TEXT

@@ -5,7 +5,6 @@
 //! failing RUN) are in `controller_build_failures.rs`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -19,20 +18,7 @@ use serde_json::json;
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.org")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.org")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kiln_testkit::git_server::git(dir, args).unwrap();
 }
 
 fn repo_with(root: &Path, name: &str, werf_yaml: &str) -> String {

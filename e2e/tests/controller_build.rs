@@ -307,6 +307,40 @@ async fn sample_builds_then_reuses_every_stage_then_rebuilds_what_a_change_touch
             .unwrap();
         assert_eq!(custom.digest, record.docker_image_digest, "{image}-latest");
     }
+    // `kiln-operator report` prints the report as werf writes it, and its env file.
+    let report_cli = |format: &str| {
+        let out = std::process::Command::new(
+            kiln_e2e::stack::workspace_binary("kiln-operator").expect("kiln-operator is built"),
+        )
+        .args(["report", "first", "-n", "default", "--format", format])
+        .env(
+            "KUBECONFIG",
+            fx.stack.cluster().control_plane().kubeconfig_path(),
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let env_file = report_cli("envfile");
+    for (image, var) in [
+        ("backend", "WERF_BACKEND_DOCKER_IMAGE_NAME"),
+        ("frontend", "WERF_FRONTEND_DOCKER_IMAGE_NAME"),
+        ("frontend-assets", "WERF_FRONTEND_ASSETS_DOCKER_IMAGE_NAME"),
+    ] {
+        let line = format!("{var}={}", report.images[image].docker_image_name);
+        assert!(
+            env_file.lines().any(|l| l == line),
+            "{line} not in\n{env_file}"
+        );
+    }
+    let json = kiln_crds::report::BuildReport::from_json(&report_cli("json")).unwrap();
+    assert_eq!(&json, report);
+
     // The backend image holds its COPY and what its RUN wrote, per platform (arm64 ran
     // under QEMU).
     for (platform, machine) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {

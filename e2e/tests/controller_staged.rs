@@ -67,6 +67,15 @@ impl Fixture {
     }
 
     async fn start_with(dockerfile: &str) -> Fixture {
+        Fixture::start_with_files(&[
+            ("werf.yaml", WERF_YAML),
+            ("Dockerfile", dockerfile),
+            ("app/x", "one\n"),
+        ])
+        .await
+    }
+
+    async fn start_with_files(files: &[(&str, &str)]) -> Fixture {
         kiln_e2e::init_test_logging();
         let stack = LocalStack::start(StackOptions {
             base_images: true,
@@ -77,17 +86,7 @@ impl Fixture {
         let registry = stack.registry().address().to_owned();
         let client = stack.cluster().client();
         harness::install_crd(&client).await.unwrap();
-        let (repo, _) = stack
-            .git()
-            .create_repo_with_files(
-                "stg",
-                &[
-                    ("werf.yaml", WERF_YAML),
-                    ("Dockerfile", dockerfile),
-                    ("app/x", "one\n"),
-                ],
-            )
-            .unwrap();
+        let (repo, _) = stack.git().create_repo_with_files("stg", files).unwrap();
         Fixture {
             _stack: stack,
             registry,
@@ -99,6 +98,10 @@ impl Fixture {
     /// An ImageBuild of the project's `main` for linux/amd64, stages in `REGISTRY/stg`,
     /// docker.io images through the registry as a mirror (it serves `library/busybox`).
     fn build(&self, name: &str) -> ImageBuild {
+        self.build_for(name, &[PLATFORM])
+    }
+
+    fn build_for(&self, name: &str, platforms: &[&str]) -> ImageBuild {
         serde_json::from_value(json!({
             "apiVersion": "kiln.dev/v1alpha1",
             "kind": "ImageBuild",
@@ -106,7 +109,7 @@ impl Fixture {
             "spec": {
                 "source": {"git": {"url": self.repo.url(), "revision": "main"}},
                 "repo": format!("{}/stg", self.registry),
-                "platforms": [PLATFORM],
+                "platforms": platforms,
                 "registryMirrors": [format!("http://{}", self.registry)],
             }
         }))
@@ -127,6 +130,15 @@ impl Fixture {
 
     /// The offline planner's stages of `app` at `commit` (with `inputs`).
     fn planned(&self, commit: &str, inputs: &dyn StagedInputs) -> Vec<PlannedStage> {
+        self.planned_for(commit, inputs, PLATFORM)
+    }
+
+    fn planned_for(
+        &self,
+        commit: &str,
+        inputs: &dyn StagedInputs,
+        platform: &str,
+    ) -> Vec<PlannedStage> {
         let tree = GitTree::open(self.repo.work_dir(), Some(commit)).unwrap();
         let args = BTreeMap::new();
         let input = DockerfileImageInput {
@@ -140,7 +152,7 @@ impl Fixture {
             context_add_files: &[],
             cache_version: None,
             staged: StagedMode::StagedV1,
-            platform: PLATFORM,
+            platform,
         };
         dockerfile_image_stages_with(&tree, &input, inputs).unwrap()
     }
@@ -193,8 +205,12 @@ async fn create_and_wait(api: &Api<ImageBuild>, ib: &ImageBuild) -> ImageBuild {
 /// (stage name, stage tag, rebuilt) of `app` from the build report (a single-platform
 /// build has no `ImagesByPlatform`, as in werf).
 fn report_stages(ib: &ImageBuild) -> Vec<(String, String, bool)> {
+    image_stages(ib, "app")
+}
+
+fn image_stages(ib: &ImageBuild, image: &str) -> Vec<(String, String, bool)> {
     let report = ib.status.as_ref().unwrap().report.as_ref().unwrap();
-    report.images["app"]
+    report.images[image]
         .stages
         .as_ref()
         .unwrap()
@@ -409,5 +425,182 @@ async fn multi_stage_staged_image_builds_the_stage_it_copies_from_first() {
             .collect::<Vec<_>>(),
         stages.iter().map(|(_, t, _)| t).collect::<Vec<_>>()
     );
+    operator.stop().await.unwrap();
+}
+
+const DEPENDENCIES_WERF_YAML: &str = r#"project: stg
+configVersion: 1
+---
+image: base
+dockerfile: base.Dockerfile
+---
+image: app
+dockerfile: app.Dockerfile
+dependencies:
+- image: base
+  imports:
+  - type: ImageName
+    targetBuildArg: BASE
+---
+image: tool
+dockerfile: tool.Dockerfile
+staged: true
+dependencies:
+- image: base
+  imports:
+  - type: ImageID
+    targetBuildArg: BASE_ID
+  - type: ImageTag
+    targetBuildArg: BASE_TAG
+"#;
+
+#[tokio::test]
+async fn dependency_build_args_come_from_the_published_dependency() {
+    let fx = Fixture::start_with_files(&[
+        ("werf.yaml", DEPENDENCIES_WERF_YAML),
+        ("base.Dockerfile", "FROM busybox\nRUN echo base > /base\n"),
+        (
+            "app.Dockerfile",
+            "ARG BASE\nFROM $BASE\nRUN cat /base > /app\n",
+        ),
+        (
+            "tool.Dockerfile",
+            "FROM busybox\nARG BASE_ID\nARG BASE_TAG\nRUN echo \"$BASE_ID $BASE_TAG\" > /id\n",
+        ),
+    ])
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings(&fx.registry),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let storage = registry_client(&fx.registry);
+    let repo = RepoRef::from_str(&format!("{}/stg", fx.registry)).unwrap();
+    let commit = fx.repo.head().unwrap();
+
+    let first = create_and_wait(&api, &fx.build("deps")).await;
+    let mut pods = builder_pods(&first);
+    pods.sort();
+    assert_eq!(
+        pods,
+        ["app", "base", "tool"].map(|i| format!("{i} {PLATFORM}"))
+    );
+    let report = first.status.as_ref().unwrap().report.as_ref().unwrap();
+    let base = &report.images["base"];
+    let base_name = format!("{}/stg:{}", fx.registry, base.docker_tag);
+    assert_eq!(base.docker_image_name, base_name);
+    // app is built FROM the dependency's image name.
+    let app_tag = &report.images["app"].docker_tag;
+    assert_eq!(
+        file_in_image(&storage, &repo, app_tag, "app").await,
+        Some("base\n".into())
+    );
+    // Its digest is the planner's with the build arg set to that name.
+    let tree = GitTree::open(fx.repo.work_dir(), Some(&commit)).unwrap();
+    let args = BTreeMap::new();
+    let dependency_args = BTreeMap::from([("BASE".to_owned(), base_name.clone())]);
+    let input = DockerfileImageInput {
+        image: "app",
+        context: "",
+        dockerfile: "app.Dockerfile",
+        target: None,
+        args: &args,
+        dependency_args: &dependency_args,
+        add_hosts: &[],
+        context_add_files: &[],
+        cache_version: None,
+        staged: StagedMode::NonStaged,
+        platform: PLATFORM,
+    };
+    let planned = dockerfile_image_stages_with(&tree, &input, &Offline).unwrap();
+    assert_eq!(&app_tag[..56], planned[0].digest);
+    // The staged tool image's RUN saw the dependency's image ID and tag.
+    let tool_stages = image_stages(&first, "tool");
+    assert_eq!(
+        file_in_image(&storage, &repo, &tool_stages.last().unwrap().1, "id").await,
+        Some(format!("{} {}\n", base.docker_image_id, base.docker_tag))
+    );
+
+    // Same commit: nothing to build.
+    let second = create_and_wait(&api, &fx.build("deps-again")).await;
+    assert_eq!(builder_pods(&second), Vec::<String>::new());
+    assert_eq!(
+        second
+            .status
+            .as_ref()
+            .unwrap()
+            .report
+            .as_ref()
+            .unwrap()
+            .images["app"]
+            .docker_tag,
+        *app_tag
+    );
+    operator.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn staged_image_builds_for_two_platforms_with_each_platforms_base() {
+    let fx = Fixture::start().await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings(&fx.registry),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let storage = registry_client(&fx.registry);
+    let repo = RepoRef::from_str(&format!("{}/stg", fx.registry)).unwrap();
+    let commit = fx.repo.head().unwrap();
+    let platforms = ["linux/amd64", "linux/arm64"];
+
+    let built = create_and_wait(&api, &fx.build_for("multi-arch", &platforms)).await;
+    let mut pods = builder_pods(&built);
+    pods.sort();
+    assert_eq!(pods, platforms.map(|p| format!("app {p}")));
+    let report = built.status.as_ref().unwrap().report.as_ref().unwrap();
+    let mut all_tags = BTreeSet::new();
+    for (platform, machine) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let record = &report.images_by_platform["app"][platform];
+        let tags: Vec<&str> = record
+            .stages
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|s| s.docker_tag.as_str())
+            .collect();
+        // The platform enters every digest; busybox's arm64 image has the same PATH.
+        let planned = fx.planned_for(&commit, &BusyboxEnv(None), platform);
+        let expected: Vec<&str> = planned.iter().map(|s| s.digest.as_str()).collect();
+        let digests: Vec<&str> = tags.iter().map(|t| &t[..56]).collect();
+        assert_eq!(digests, expected, "{platform}");
+        all_tags.extend(tags.iter().map(|t| t.to_string()));
+        // The RUN ran on the platform (arm64 under QEMU) and the image is for it.
+        assert_eq!(
+            file_in_image(&storage, &repo, &record.docker_tag, "app/y").await,
+            Some("one\n1\n".into())
+        );
+        let manifest = storage
+            .get_manifest(&repo, &record.docker_tag)
+            .await
+            .unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+        let config = storage
+            .get_blob(&repo, manifest["config"]["digest"].as_str().unwrap())
+            .await
+            .unwrap();
+        let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+        assert_eq!(
+            config["architecture"],
+            json!(platform.rsplit('/').next().unwrap()),
+            "{machine}"
+        );
+    }
+    assert_eq!(fx.stage_tags().await, all_tags);
+    assert_eq!(all_tags.len(), 6);
     operator.stop().await.unwrap();
 }

@@ -6,7 +6,6 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,21 +28,7 @@ use serde_json::{Value, json};
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.org")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.org")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    kiln_testkit::git_server::git(dir, args).unwrap()
 }
 
 fn seed_repo(root: &Path) -> (std::path::PathBuf, String) {

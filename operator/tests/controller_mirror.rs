@@ -10,21 +10,7 @@ use kiln_crds::Reason;
 use kiln_operator::mirror::{GitAuth, MirrorError, SourceCache};
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.org")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.org")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    kiln_testkit::git_server::git(dir, args).unwrap()
 }
 
 /// A work-tree repository with: main (2 commits), branch `feature` (1 more), annotated tag

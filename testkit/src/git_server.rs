@@ -330,9 +330,10 @@ impl Repo {
     }
 }
 
-/// Runs git in `dir` with a fixed identity and dates from the environment; returns
-/// trimmed stdout. The error names the command and carries git's stderr.
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+/// Runs git in `dir` with a fixed identity and dates from the environment, ignoring the
+/// machine's and user's git configuration; returns trimmed stdout. The error names the
+/// command and carries git's stderr. For tests that make repositories of their own.
+pub fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)

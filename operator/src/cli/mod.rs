@@ -10,6 +10,7 @@
 
 pub mod crd;
 pub mod plan;
+pub mod report;
 pub mod run;
 
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ pub enum Command {
     Run(Box<run::Args>),
     /// Plan a project offline: build sets, and each image's stages and stage digests at a git commit.
     Plan(plan::Args),
+    /// Print the build report of a finished ImageBuild (werf's JSON or env file).
+    Report(report::Args),
 }
 
 /// Runs the parsed command line and returns the process exit status.
@@ -45,5 +48,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Crd(args) => crd::run(args),
         Command::Run(args) => run::run(*args),
         Command::Plan(args) => plan::run(args),
+        Command::Report(args) => report::run(args),
     }
 }

@@ -143,7 +143,7 @@ pub fn unit_digests(unit: &ImagePlan) -> Result<Vec<String>, Error> {
                     )
                 } else {
                     format!(
-                        "image {:?}: stage {} depends on {} (dependency build args are not supported yet)",
+                        "image {:?}: stage {} depends on {}, which this build does not provide",
                         unit.name,
                         s.name,
                         s.pending_on.join(", ")
@@ -335,7 +335,12 @@ pub fn build_job(
         dockerfile_path: join_path(&context, &d.dockerfile),
         context_dir: context,
         target: d.target.clone(),
-        build_args: d.args_as_strings().unwrap_or_default(),
+        // Dependency build args win over werf.yaml `args`, as in werf.
+        build_args: {
+            let mut args = d.args_as_strings().unwrap_or_default();
+            args.extend(staged.units.dependency_args(unit));
+            args
+        },
         add_hosts: d.add_hosts().to_vec(),
         platform: Some(platform),
         network: match spec.network.as_deref() {
@@ -468,6 +473,12 @@ pub async fn advance(
         let mut running = 0usize;
         let mut complete = true;
         for unit in plan.images.iter().filter(|u| set.contains(&u.name)) {
+            // Its digests need a dependency published by a reconcile after this one.
+            if let Some(note) = staged.deferred(unit) {
+                complete = false;
+                progress.notes.push(note.to_owned());
+                continue;
+            }
             let found = lookup_unit(storage, unit, Freshness::Cached).await?;
             // Stages without a digest yet (staged: on the image of a Dockerfile stage being
             // built) are computed by a later reconcile, once what they wait for is published.

@@ -44,9 +44,29 @@ use crate::storage::{
 #[derive(Debug, Default)]
 pub struct StagedUnits {
     units: HashMap<(String, String), Vec<PlannedStage>>,
+    /// Dependency build args per image × platform.
+    dependency_args: HashMap<(String, String), BTreeMap<String, String>>,
+    /// Image × platforms whose dependency is not published yet, with a progress note.
+    deferred: HashMap<(String, String), String>,
 }
 
 impl StagedUnits {
+    /// The dependency build args of `unit` (`dependencies[].imports` into build args),
+    /// empty when it has none.
+    pub fn dependency_args(&self, unit: &ImagePlan) -> BTreeMap<String, String> {
+        self.dependency_args
+            .get(&(unit.name.clone(), unit.platform.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The progress note of `unit` when it waits for a dependency to be published.
+    pub fn deferred(&self, unit: &ImagePlan) -> Option<&str> {
+        self.deferred
+            .get(&(unit.name.clone(), unit.platform.to_string()))
+            .map(String::as_str)
+    }
+
     /// The resolved stages of `unit`, when it is a staged image.
     pub fn stages(&self, unit: &ImagePlan) -> Option<&[PlannedStage]> {
         self.units
@@ -137,6 +157,7 @@ struct UnitInput {
     dockerfile: String,
     target: Option<String>,
     args: BTreeMap<String, String>,
+    dependency_args: BTreeMap<String, String>,
     add_hosts: Vec<String>,
     context_add_files: Vec<String>,
     cache_version: Option<String>,
@@ -148,14 +169,13 @@ impl UnitInput {
     fn compute(&self, facts: &Facts) -> Result<(Vec<PlannedStage>, Vec<Miss>), Error> {
         let plan_error = |e| Error::Plan(crate::plan::project::ProjectPlanError::Source(e));
         let tree = GitTree::open(&self.mirror, Some(&self.commit)).map_err(plan_error)?;
-        let no_args = BTreeMap::new();
         let input = DockerfileImageInput {
             image: &self.image,
             context: &self.context,
             dockerfile: &self.dockerfile,
             target: self.target.as_deref(),
             args: &self.args,
-            dependency_args: &no_args,
+            dependency_args: &self.dependency_args,
             add_hosts: &self.add_hosts,
             context_add_files: &self.context_add_files,
             cache_version: self.cache_version.as_deref(),
@@ -177,14 +197,18 @@ impl UnitInput {
 }
 
 /// Replaces the digests of every staged image × platform of `plan` with the ones computed
-/// with build-time facts (see the module docs) and returns how each stage is built.
+/// with build-time facts (see the module docs), and those of every Dockerfile image with
+/// dependency build args (`dependencies[].imports[].targetBuildArg`) with the ones computed
+/// from the published dependency; returns how each staged stage is built and the dependency
+/// build args of each image × platform.
 ///
-/// Units whose stages wait on a dependency's identifiers (`dependencies[].imports` into a
-/// build arg) are left as planned (the build refuses them).
+/// An image whose dependency is not published yet is *deferred* ([`StagedUnits::deferred`]):
+/// the build set order builds the dependency first, and a later reconcile resolves it.
 ///
 /// Errors: [`Error::Storage`] when a base image's config cannot be read from any of its
-/// registries (naming image, platform and base), [`Error::Plan`] for a source or Dockerfile
-/// error.
+/// registries (naming image, platform and base) or a lookup fails, [`Error::Plan`] for a
+/// source or Dockerfile error, [`Error::Unsupported`] for a dependency Kiln does not build
+/// for the platform (a Stapel image).
 pub async fn resolve(
     ib: &ImageBuild,
     plan: &mut ProjectPlan,
@@ -202,17 +226,37 @@ pub async fn resolve(
         commit,
         ..
     } = plan;
-    for unit in images.iter_mut() {
-        if unit.kind != ImageBuildKind::StagedDockerfile
-            || unit.stages.iter().any(|s| !s.pending_on.is_empty())
-        {
-            continue;
-        }
+    for index in 0..images.len() {
+        let unit = &images[index];
+        let key = (unit.name.clone(), unit.platform.to_string());
         let image = config.image(&unit.name).ok_or_else(|| {
             Error::Internal(format!("planned image {:?} not in werf.yaml", unit.name))
         })?;
         let ImageKind::Dockerfile(d) = &image.kind else {
             continue;
+        };
+        let imports = dependency_imports(image);
+        let dependency_args = if imports.is_empty() {
+            BTreeMap::new()
+        } else {
+            match dependency_args(&images[..index], unit, &imports, storage).await? {
+                Ok(args) => args,
+                Err(waits_for) => {
+                    out.deferred.insert(
+                        key,
+                        format!(
+                            "{} ({}) waits for dependency {waits_for:?} to be published",
+                            unit.name, unit.platform
+                        ),
+                    );
+                    continue;
+                }
+            }
+        };
+        let mode = match unit.kind {
+            ImageBuildKind::StagedDockerfile => staged_version,
+            ImageBuildKind::Dockerfile if !imports.is_empty() => StagedMode::NonStaged,
+            _ => continue,
         };
         let input = UnitInput {
             mirror: mirror.to_owned(),
@@ -222,18 +266,114 @@ pub async fn resolve(
             dockerfile: d.dockerfile.clone(),
             target: d.target.clone(),
             args: d.args_as_strings().unwrap_or_default(),
+            dependency_args: dependency_args.clone(),
             add_hosts: d.add_hosts().to_vec(),
             context_add_files: d.context_add_files().to_vec(),
             cache_version: config.effective_cache_version(image).map(str::to_owned),
-            mode: staged_version,
+            mode,
             platform: unit.platform.to_string(),
         };
         let stages = resolve_unit(ib, storage, &input).await?;
-        unit.stages = resolved_stage_plans(&stages);
-        out.units
-            .insert((unit.name.clone(), unit.platform.to_string()), stages);
+        images[index].stages = resolved_stage_plans(&stages);
+        if !dependency_args.is_empty() {
+            out.dependency_args.insert(key.clone(), dependency_args);
+        }
+        if mode != StagedMode::NonStaged {
+            out.units.insert(key, stages);
+        }
     }
     Ok(out)
+}
+
+/// One `dependencies[].imports[]` entry into a build arg: (build arg, dependency image,
+/// import type).
+type BuildArgImport = (String, String, String);
+
+fn dependency_imports(image: &crate::config::ImageConfig) -> Vec<BuildArgImport> {
+    image
+        .dependencies()
+        .iter()
+        .flat_map(|dep| {
+            dep.imports.iter().filter_map(move |import| {
+                import
+                    .target_build_arg
+                    .as_ref()
+                    .map(|arg| (arg.clone(), dep.image.clone(), import.kind.clone()))
+            })
+        })
+        .collect()
+}
+
+/// The values of `imports` for `unit` from each dependency's published image on the same
+/// platform (its last stage in the stages storage), as werf passes them: `ImageName`
+/// `REPO:TAG`, `ImageTag` `DIGEST-TIMESTAMP`, `ImageRepo` `REPO`, `ImageID` the config
+/// digest, `ImageDigest` the manifest digest. `Err(dependency)` when one is not published
+/// yet.
+///
+/// Errors: [`Error::Unsupported`] when the dependency is not planned for the platform or is
+/// not built by Kiln; [`Error::Storage`] when the lookup fails.
+async fn dependency_args(
+    earlier: &[ImagePlan],
+    unit: &ImagePlan,
+    imports: &[BuildArgImport],
+    storage: &StagesStorage,
+) -> Result<Result<BTreeMap<String, String>, String>, Error> {
+    let mut args = BTreeMap::new();
+    let mut published: HashMap<String, StageDescription> = HashMap::new();
+    for (arg, dependency, kind) in imports {
+        if !published.contains_key(dependency) {
+            let dep = earlier
+                .iter()
+                .find(|u| &u.name == dependency && u.platform == unit.platform)
+                .ok_or_else(|| {
+                    Error::Unsupported(format!(
+                        "image {:?} ({}): dependency {dependency:?} is not built for this platform before it",
+                        unit.name, unit.platform
+                    ))
+                })?;
+            if dep.kind == ImageBuildKind::Stapel {
+                return Err(Error::Unsupported(format!(
+                    "image {:?}: dependency {dependency:?} is a Stapel image, not built by Kiln yet",
+                    unit.name
+                )));
+            }
+            let Some(Some(last)) = dep.stages.last().map(|s| s.digest.clone()) else {
+                return Ok(Err(dependency.clone()));
+            };
+            let digest = StageDigest::from_str(&last)
+                .map_err(|e| Error::Internal(format!("planned digest {last}: {e}")))?;
+            let found = storage
+                .find_stage(&digest, None, &OldestCreationTs, Freshness::Cached)
+                .await
+                .map_err(|source| Error::Storage {
+                    operation: format!(
+                        "image {:?} ({}): looking up dependency {dependency:?}",
+                        unit.name, unit.platform
+                    ),
+                    source: Box::new(source),
+                })?;
+            let Some(found) = found else {
+                return Ok(Err(dependency.clone()));
+            };
+            published.insert(dependency.clone(), found);
+        }
+        let stage = &published[dependency];
+        args.insert(arg.clone(), import_value(stage, kind));
+    }
+    Ok(Ok(args))
+}
+
+/// The value of one dependency import type for a published image (see
+/// [`dependency_args`]); an unknown type (refused when werf.yaml is read) gives `""`.
+pub fn import_value(stage: &StageDescription, kind: &str) -> String {
+    match kind {
+        "ImageName" => stage.image_name(),
+        "ImageTag" => stage.stage_id.tag(),
+        "ImageRepo" => stage.repo.to_string(),
+        "ImageID" => stage.image_id().unwrap_or_default().to_owned(),
+        "ImageDigest" => stage.manifest_digest.clone(),
+        _ => String::new(),
+    }
 }
 
 /// What a resolved stage without a digest waits for, as its `pending_on` starts.
@@ -919,6 +1059,26 @@ mod tests {
             Some(
                 "app (linux/amd64) waits for its Dockerfile stages to be published before computing the digests of 1 stage(s)"
             )
+        );
+    }
+
+    #[test]
+    fn dependency_imports_name_the_published_image() {
+        let stage = found(ENV, 1_700_000_000_123);
+        let tag = format!("{ENV}-1700000000123");
+        assert_eq!(import_value(&stage, "ImageTag"), tag);
+        assert_eq!(
+            import_value(&stage, "ImageName"),
+            format!("127.0.0.1:5000/stg:{tag}")
+        );
+        assert_eq!(import_value(&stage, "ImageRepo"), "127.0.0.1:5000/stg");
+        assert_eq!(
+            import_value(&stage, "ImageID"),
+            format!("sha256:{}", "1".repeat(64))
+        );
+        assert_eq!(
+            import_value(&stage, "ImageDigest"),
+            format!("sha256:{}", "2".repeat(64))
         );
     }
 

@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::process::Command;
 
 use http::{Request, Response};
 use kube::client::Body;
@@ -391,21 +390,7 @@ async fn live_builders_are_looked_for_in_the_own_namespace_without_cluster_wide_
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.org")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.org")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    kiln_testkit::git_server::git(dir, args).unwrap()
 }
 
 /// A repository with the seed's shape: backend, frontend and frontend-assets from one

@@ -139,6 +139,16 @@ impl Fixture {
         inputs: &dyn StagedInputs,
         platform: &str,
     ) -> Vec<PlannedStage> {
+        self.planned_with(commit, inputs, platform, StagedMode::StagedV1)
+    }
+
+    fn planned_with(
+        &self,
+        commit: &str,
+        inputs: &dyn StagedInputs,
+        platform: &str,
+        staged: StagedMode,
+    ) -> Vec<PlannedStage> {
         let tree = GitTree::open(self.repo.work_dir(), Some(commit)).unwrap();
         let args = BTreeMap::new();
         let input = DockerfileImageInput {
@@ -151,7 +161,7 @@ impl Fixture {
             add_hosts: &[],
             context_add_files: &[],
             cache_version: None,
-            staged: StagedMode::StagedV1,
+            staged,
             platform,
         };
         dockerfile_image_stages_with(&tree, &input, inputs).unwrap()
@@ -602,5 +612,57 @@ async fn staged_image_builds_for_two_platforms_with_each_platforms_base() {
     }
     assert_eq!(fx.stage_tags().await, all_tags);
     assert_eq!(all_tags.len(), 6);
+    operator.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn staged_v2_builds_a_from_stage_and_a_missing_base_fails_naming_it() {
+    let fx = Fixture::start().await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings(&fx.registry),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let commit = fx.repo.head().unwrap();
+
+    // v2: a FROM stage of its own, then one stage per instruction.
+    let mut v2 = fx.build("v2");
+    v2.spec.staged_dockerfile_version = kiln_crds::imagebuild::StagedDockerfileVersion::V2;
+    let built = create_and_wait(&api, &v2).await;
+    let stages = report_stages(&built);
+    let names: Vec<&str> = stages.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["FROM", "env", "copy", "run"]);
+    let planned = fx.planned_with(&commit, &BusyboxEnv(None), PLATFORM, StagedMode::StagedV2);
+    let expected: Vec<&str> = planned.iter().map(|s| s.digest.as_str()).collect();
+    let digests: Vec<&str> = stages.iter().map(|(_, t, _)| &t[..56]).collect();
+    assert_eq!(digests, expected);
+    assert_eq!(fx.stage_tags().await.len(), 4);
+
+    // A base image no registry has: the build fails before any pod, naming image,
+    // platform and base.
+    fx.repo
+        .write("Dockerfile", "FROM busybox:no-such-tag\nRUN true\n")
+        .unwrap();
+    fx.repo.commit("missing base").unwrap();
+    let name = "missing-base";
+    api.create(&PostParams::default(), &fx.build(name))
+        .await
+        .unwrap();
+    let failed = harness::wait_finished(&api, name, BUILD_TIMEOUT)
+        .await
+        .unwrap();
+    let status = failed.status.as_ref().unwrap();
+    assert_eq!(status.phase, Phase::Failed, "{:?}", status.conditions);
+    let message = &status.conditions[0].message;
+    assert!(
+        message.contains("image \"app\" (linux/amd64): reading the environment of base image \"busybox:no-such-tag\""),
+        "{message}"
+    );
+    assert!(message.contains("no-such-tag"), "{message}");
+    assert_eq!(builder_pods(&failed), Vec::<String>::new());
+    assert_eq!(pods_left(&fx.client, name).await, 0);
     operator.stop().await.unwrap();
 }

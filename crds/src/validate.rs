@@ -103,6 +103,19 @@ pub enum SpecError {
         /// The id an entry must have.
         id: String,
     },
+    /// A werf.yaml secret's id (explicit or defaulted) has characters no build secret id
+    /// may have, so neither a `buildSecrets` entry nor the builder can carry it.
+    #[error(
+        "image {image:?}: werf.yaml secret {secret} has id {id:?}; build secret ids use only letters, digits, `.`, `_` and `-` (set `id:` in werf.yaml)"
+    )]
+    WerfSecretIdInvalid {
+        /// The werf.yaml image.
+        image: String,
+        /// The werf.yaml entry as written, such as `secrets[0] (src: ./my token)`.
+        secret: String,
+        /// The id.
+        id: String,
+    },
     /// A platform is not `os/arch` or `os/arch/variant`.
     #[error(
         "{field}: platform {platform:?} is not os/arch or os/arch/variant (for example linux/arm64)"

@@ -7,7 +7,7 @@
 //! such environment or host file, so every `env:`/`src:` secret must be provided by a
 //! `spec.buildSecrets` entry with the same id (one key of a Kubernetes Secret, mounted
 //! into the builder pod); `value:` secrets pass through as they are. Secrets enter no
-//! stage digest (werf's rule), so nothing here affects planning.
+//! stage digest (werf's rule): nothing here changes what is reused or rebuilt.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -77,6 +77,14 @@ pub fn job_secrets(
         let Some(id) = secret_id(secret) else {
             continue;
         };
+        if !kiln_crds::validate::is_build_secret_id(&id) {
+            errors.push(SpecError::WerfSecretIdInvalid {
+                image: image.to_owned(),
+                secret: describe(index, secret),
+                id,
+            });
+            continue;
+        }
         let job_secret = if let Some(value) = &secret.value {
             JobSecret {
                 id: id.clone(),
@@ -391,6 +399,38 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn ids_no_entry_or_builder_can_carry_are_refused_by_name() {
+        let errors = job_secrets(
+            &spec_with(&[]),
+            "app",
+            &[
+                werf_secret(None, None, Some("./my token"), None),
+                werf_secret(Some("a,b"), None, None, Some("x")),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            vec![
+                SpecError::WerfSecretIdInvalid {
+                    image: "app".into(),
+                    secret: "secrets[0] (src: ./my token)".into(),
+                    id: "my token".into(),
+                },
+                SpecError::WerfSecretIdInvalid {
+                    image: "app".into(),
+                    secret: "secrets[1] (id: a,b, value: ...)".into(),
+                    id: "a,b".into(),
+                },
+            ]
+        );
+        // The value itself is never in the message.
+        let text = SpecErrors(errors).to_string();
+        assert!(!text.contains("\"x\""), "{text}");
+        assert!(text.contains("set `id:` in werf.yaml"), "{text}");
     }
 
     #[test]

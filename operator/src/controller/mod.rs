@@ -12,6 +12,7 @@
 //! with reason `Timeout`. Leaving a running phase (and deleting the ImageBuild, through the
 //! finalizer) deletes its builder pods and job ConfigMaps.
 
+pub mod base_image;
 pub mod building;
 pub mod error;
 pub mod finish;

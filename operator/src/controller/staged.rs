@@ -7,10 +7,14 @@
 //! image name of another Dockerfile stage is *provisional* there (werf reads these facts
 //! while building). Here, per image × platform, the facts are fetched before each digest
 //! computation — the `Env` of the base image's config from its registry (docker.io images
-//! through `spec.registryMirrors` first, as the builder pulls them) and the image name
-//! `REPO:DIGEST-TIMESTAMP` of a stage found in the stages storage — and the digests are
-//! computed again, until no new fact is asked for. The resolved digests replace the plan's,
-//! so lookup, locks, pod names and the build report all use them.
+//! through `spec.registryMirrors` first, as the builder pulls them; [`super::base_image`])
+//! and the image name `REPO:DIGEST-TIMESTAMP` of a stage found in the stages storage — and
+//! the digests are computed again, until no new fact is asked for. The resolved digests
+//! replace the plan's, so lookup, locks, pod names and the build report all use them.
+//!
+//! Images with dependency build args (`dependencies[].imports[].targetBuildArg`) are
+//! computed here too, from the dependency's published image; until it is published the
+//! image is deferred (the build sets build it first).
 //!
 //! A stage that stays provisional (its digest needs the image of a Dockerfile stage that is
 //! not built yet: a multi-stage staged Dockerfile) gets no digest and names what it waits
@@ -33,10 +37,8 @@ use crate::digest::staged::{StageBase, StagedInputs, StagedStep};
 use crate::digest::{DockerfileImageInput, PlannedStage, StagedMode, dockerfile_image_stages_with};
 use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan, StagePlan};
 use crate::source::GitTree;
-use crate::storage::description::{ImageConfig, Manifest};
 use crate::storage::{
-    Freshness, OldestCreationTs, RegistryClient, RepoRef, StageDescription, StageDigest,
-    StagesStorage, StorageError,
+    Freshness, OldestCreationTs, StageDescription, StageDigest, StagesStorage, StorageError,
 };
 
 /// The resolved stages of every staged image × platform of a plan, keyed by image name and
@@ -475,7 +477,7 @@ async fn resolve_unit(
                     reference,
                     platform,
                 } => {
-                    let env = base_image_env(
+                    let env = super::base_image::base_image_env(
                         storage.client(),
                         &ib.spec.registry_mirrors,
                         &reference,
@@ -525,156 +527,6 @@ async fn stage_image_name(
         .find_stage(&d, None, &OldestCreationTs, Freshness::Cached)
         .await?
         .map(|s| s.image_name()))
-}
-
-/// An image reference split into repository and tag or digest (`latest` when neither).
-///
-/// Errors: [`StorageError::InvalidRepo`] when the name is not a repository.
-pub fn split_reference(reference: &str) -> Result<(RepoRef, String), StorageError> {
-    let (name, digest) = match reference.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (reference, None),
-    };
-    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-    let (name, tag) = match name[last_slash..].rfind(':') {
-        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
-        None => (name, None),
-    };
-    let repo = RepoRef::from_str(name)?;
-    let at = match (digest, tag) {
-        (Some(d), _) => d.to_owned(),
-        (None, Some(t)) => t.to_owned(),
-        (None, None) => "latest".to_owned(),
-    };
-    Ok((repo, at))
-}
-
-/// Where a docker.io repository is read through `mirrors` (`host[:port][/path]`, with an
-/// optional `http://`/`https://` prefix), in order, then from docker.io itself — the order
-/// the builder pulls in. Other registries are read directly.
-pub fn mirrored_repos(repo: &RepoRef, mirrors: &[String]) -> Vec<RepoRef> {
-    let mut out = Vec::new();
-    if repo.registry() == crate::storage::reference::DOCKER_HUB {
-        for mirror in mirrors {
-            let bare = mirror
-                .trim_start_matches("http://")
-                .trim_start_matches("https://")
-                .trim_end_matches('/');
-            let (host, path) = bare.split_once('/').unwrap_or((bare, ""));
-            let repository = if path.is_empty() {
-                repo.repository().to_owned()
-            } else {
-                format!("{path}/{}", repo.repository())
-            };
-            if let Ok(r) = RepoRef::new(host, &repository) {
-                out.push(r);
-            }
-        }
-    }
-    out.push(repo.clone());
-    out
-}
-
-/// The `Env` of a base image's config for `platform`, as werf reads it for staged digests
-/// (`KEY=value` entries split at the first `=`). `scratch` has none. A manifest list is
-/// resolved to the platform's entry.
-///
-/// Errors: when no registry of [`mirrored_repos`] serves it, the first answer that is not
-/// "unreachable" (a mirror's 404 says more than an unreachable docker.io), else the last;
-/// at once [`StorageError::InvalidManifest`] (e.g. the list has no entry for the platform)
-/// or [`StorageError::InvalidImageConfig`] from a registry that has the image.
-pub async fn base_image_env(
-    client: &RegistryClient,
-    mirrors: &[String],
-    reference: &str,
-    platform: &str,
-) -> Result<BTreeMap<String, String>, StorageError> {
-    if reference == "scratch" {
-        return Ok(BTreeMap::new());
-    }
-    let (repo, at) = split_reference(reference)?;
-    let mut errors = Vec::new();
-    for candidate in mirrored_repos(&repo, mirrors) {
-        match config_env(client, &candidate, &at, platform).await {
-            Ok(env) => return Ok(env),
-            Err(
-                e
-                @ (StorageError::InvalidManifest { .. } | StorageError::InvalidImageConfig { .. }),
-            ) => return Err(e),
-            Err(e) => errors.push(e),
-        }
-    }
-    let informative = errors
-        .iter()
-        .position(|e| !matches!(e, StorageError::Unavailable { .. }))
-        .unwrap_or(errors.len() - 1);
-    Err(errors.swap_remove(informative))
-}
-
-async fn config_env(
-    client: &RegistryClient,
-    repo: &RepoRef,
-    at: &str,
-    platform: &str,
-) -> Result<BTreeMap<String, String>, StorageError> {
-    let invalid = |reference: &str, reason: String| StorageError::InvalidManifest {
-        repo: repo.to_string(),
-        reference: reference.to_owned(),
-        reason,
-    };
-    let raw = client.get_manifest(repo, at).await?;
-    let mut manifest = Manifest::parse(&raw.bytes).map_err(|r| invalid(at, r))?;
-    if let Manifest::Index { manifests, .. } = &manifest {
-        let entry = manifests
-            .iter()
-            .find(|d| {
-                d.platform
-                    .as_ref()
-                    .is_some_and(|p| platform_matches(&p.to_string(), platform))
-            })
-            .ok_or_else(|| invalid(at, format!("the manifest list has no {platform} image")))?;
-        let digest = entry.digest.clone();
-        let raw = client.get_manifest(repo, &digest).await?;
-        manifest = Manifest::parse(&raw.bytes).map_err(|r| invalid(&digest, r))?;
-    }
-    let Manifest::Image { config, .. } = manifest else {
-        return Err(invalid(at, "a manifest list inside a manifest list".into()));
-    };
-    let blob = client.get_blob(repo, &config.digest).await?;
-    // Checks the shape the stages storage expects of any image config.
-    ImageConfig::parse(&blob).map_err(|reason| StorageError::InvalidImageConfig {
-        repo: repo.to_string(),
-        digest: config.digest.clone(),
-        reason,
-    })?;
-    Ok(env_of_config(&blob))
-}
-
-/// `config.Env` of an image config blob, `KEY=value` split at the first `=` (an entry
-/// without `=` is a variable with an empty value).
-pub fn env_of_config(blob: &[u8]) -> BTreeMap<String, String> {
-    let value: serde_json::Value = serde_json::from_slice(blob).unwrap_or_default();
-    value["config"]["Env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.as_str())
-        .map(|e| match e.split_once('=') {
-            Some((k, v)) => (k.to_owned(), v.to_owned()),
-            None => (e.to_owned(), String::new()),
-        })
-        .collect()
-}
-
-/// Whether an index entry's `os/arch[/variant]` serves `wanted` (`linux/arm64` matches an
-/// entry `linux/arm64/v8`; a wanted variant must match).
-fn platform_matches(entry: &str, wanted: &str) -> bool {
-    if entry == wanted {
-        return true;
-    }
-    let e: Vec<&str> = entry.split('/').collect();
-    let w: Vec<&str> = wanted.split('/').collect();
-    w.len() == 2 && e.len() == 3 && e[..2] == w[..]
 }
 
 /// The builder job stages of a staged image × platform's `missing` stages (indices into
@@ -785,8 +637,8 @@ mod tests {
     use super::*;
     use crate::config::Platform as ConfigPlatform;
     use crate::digest::staged::StagedBuild;
-    use crate::storage::StageId;
-    use crate::storage::description::Descriptor;
+    use crate::storage::description::{Descriptor, Manifest};
+    use crate::storage::{RepoRef, StageId};
     use kiln_crds::job::KeyValue;
 
     const ENV: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -1092,71 +944,5 @@ mod tests {
         assert!(matches!(err, Error::Unsupported(_)), "{err}");
         assert!(err.to_string().contains("ImageTag of image"), "{err}");
         assert_eq!(waiting_note(&unit), None);
-    }
-
-    #[test]
-    fn references_split_into_repository_and_tag() {
-        let (repo, at) = split_reference("busybox").unwrap();
-        assert_eq!(
-            (repo.to_string().as_str(), at.as_str()),
-            ("docker.io/library/busybox", "latest")
-        );
-        let (repo, at) = split_reference("127.0.0.1:5000/base/img:1.2").unwrap();
-        assert_eq!(
-            (repo.to_string().as_str(), at.as_str()),
-            ("127.0.0.1:5000/base/img", "1.2")
-        );
-        let digest = format!("sha256:{}", "f".repeat(64));
-        let (repo, at) = split_reference(&format!("alpine:3.20@{digest}")).unwrap();
-        assert_eq!(
-            (repo.to_string().as_str(), at.as_str()),
-            ("docker.io/library/alpine", digest.as_str())
-        );
-        assert!(split_reference("UPPER/Case").is_err());
-    }
-
-    #[test]
-    fn docker_hub_images_go_through_the_mirrors_first() {
-        let hub = RepoRef::from_str("busybox").unwrap();
-        let mirrors = vec![
-            "http://127.0.0.1:5000".to_owned(),
-            "https://mirror.example.org/hub/".to_owned(),
-        ];
-        let names: Vec<String> = mirrored_repos(&hub, &mirrors)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "127.0.0.1:5000/library/busybox",
-                "mirror.example.org/hub/library/busybox",
-                "docker.io/library/busybox",
-            ]
-        );
-        let other = RepoRef::from_str("quay.io/org/img").unwrap();
-        assert_eq!(mirrored_repos(&other, &mirrors), vec![other]);
-    }
-
-    #[test]
-    fn config_env_splits_at_the_first_equals_sign() {
-        let blob = br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin","X=a=b","EMPTY"]}}"#;
-        assert_eq!(
-            env_of_config(blob),
-            BTreeMap::from([
-                ("EMPTY".to_owned(), String::new()),
-                ("PATH".to_owned(), "/bin".to_owned()),
-                ("X".to_owned(), "a=b".to_owned()),
-            ])
-        );
-        assert_eq!(env_of_config(b"{}"), BTreeMap::new());
-    }
-
-    #[test]
-    fn index_entries_match_the_platform() {
-        assert!(platform_matches("linux/arm64/v8", "linux/arm64"));
-        assert!(platform_matches("linux/amd64", "linux/amd64"));
-        assert!(!platform_matches("linux/arm/v6", "linux/arm/v7"));
-        assert!(!platform_matches("linux/arm64", "linux/amd64"));
     }
 }

@@ -365,8 +365,10 @@ async fn dependency_args(
     Ok(Ok(args))
 }
 
-/// The value of one dependency import type for a published image (see
-/// [`dependency_args`]); an unknown type (refused when werf.yaml is read) gives `""`.
+/// The value of one dependency import type for a published image, as werf passes it:
+/// `ImageName` `REPO:TAG`, `ImageTag` `DIGEST-TIMESTAMP`, `ImageRepo` `REPO`, `ImageID` the
+/// config digest, `ImageDigest` the manifest digest; an unknown type (refused when
+/// werf.yaml is read) gives `""`.
 pub fn import_value(stage: &StageDescription, kind: &str) -> String {
     match kind {
         "ImageName" => stage.image_name(),

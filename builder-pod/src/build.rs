@@ -373,9 +373,13 @@ impl<'a> Environment<'a> {
             StageBuild::Dockerfile { dockerfile } => {
                 self.build_dockerfile(stage, index, dockerfile.as_deref(), runner)?
             }
-            StageBuild::From => self.build_staged(stage, index, None, previous, runner)?,
+            StageBuild::From => self.build_staged(stage, index, &[], previous, runner)?,
             StageBuild::Instruction { text, instruction } => {
-                self.build_staged(stage, index, Some((text, instruction)), previous, runner)?
+                self.build_staged(stage, index, &[(text, instruction)], previous, runner)?
+            }
+            StageBuild::Instructions { steps } => {
+                let steps: Vec<_> = steps.iter().map(|s| (&s.text, &s.instruction)).collect();
+                self.build_staged(stage, index, &steps, previous, runner)?
             }
         };
         self.publish(stage, index, &image_id, runner)
@@ -467,12 +471,13 @@ impl<'a> Environment<'a> {
         &self,
         stage: &StageJob,
         index: usize,
-        instruction: Option<(&String, &kiln_crds::job::Instruction)>,
+        steps: &[(&String, &kiln_crds::job::Instruction)],
         previous: Option<&Published>,
         runner: &Runner,
     ) -> Result<String, Failed> {
-        let text = instruction
-            .map(|(text, _)| text.clone())
+        let text = steps
+            .first()
+            .map(|(text, _)| (*text).clone())
             .unwrap_or_else(|| "FROM".to_owned());
         let at = |instruction: &str| {
             let instruction = instruction.to_owned();
@@ -537,8 +542,12 @@ impl<'a> Environment<'a> {
             container: container.clone(),
             committed: false,
         };
-        let (state, parent_image_id) = self.inspect(&container).map_err(at(&text))?;
-        if let Some((text, instruction)) = instruction {
+        let (mut state, parent_image_id) = self.inspect(&container).map_err(at(&text))?;
+        for (k, &(text, instruction)) in steps.iter().enumerate() {
+            if k > 0 {
+                // An earlier step of the stage may have changed the shell or working directory.
+                state = self.inspect(&container).map_err(at(text))?.0;
+            }
             let ctx = StepContext {
                 network: self.job.network,
                 context_dir: self.context.as_deref(),

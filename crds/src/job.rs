@@ -278,6 +278,24 @@ pub enum StageBuild {
         /// The parsed instruction.
         instruction: Instruction,
     },
+    /// Stapel stage: several steps applied in order to one working container of the parent
+    /// image and committed as one stage (werf's `dockerInstructions` stage sets ENV, CMD, ...
+    /// together).
+    #[serde(rename_all = "camelCase")]
+    Instructions {
+        /// The steps, in order; at least one.
+        steps: Vec<InstructionStep>,
+    },
+}
+
+/// One step of a [`StageBuild::Instructions`] stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstructionStep {
+    /// The step as text, for logs and failure messages.
+    pub text: String,
+    /// The parsed instruction.
+    pub instruction: Instruction,
 }
 
 /// A `NAME=VALUE` pair of `ENV`, `LABEL` or a `RUN`'s environment.
@@ -533,6 +551,11 @@ impl BuildJob {
                     "{at}: a staged stage needs a parent (Previous, Stage or Image)"
                 )));
             }
+            if let StageBuild::Instructions { steps } = &stage.build
+                && steps.is_empty()
+            {
+                return Err(invalid(format!("{at}: instructions stage without steps")));
+            }
             if self.source.is_none() && stage.reads_context() {
                 return Err(invalid(format!(
                     "{at}: reads the build context but the job has no source"
@@ -556,15 +579,22 @@ impl StageJob {
         match &self.build {
             StageBuild::Dockerfile { .. } => true,
             StageBuild::From => false,
-            StageBuild::Instruction { instruction, .. } => match instruction {
-                Instruction::Copy { from, .. } => from.is_none(),
-                Instruction::Add { .. } => true,
-                Instruction::Run { mounts, .. } => mounts
-                    .iter()
-                    .any(|m| matches!(m, RunMount::Other { spec } if spec.contains("type=bind"))),
-                _ => false,
-            },
+            StageBuild::Instruction { instruction, .. } => instruction_reads_context(instruction),
+            StageBuild::Instructions { steps } => steps
+                .iter()
+                .any(|s| instruction_reads_context(&s.instruction)),
         }
+    }
+}
+
+fn instruction_reads_context(instruction: &Instruction) -> bool {
+    match instruction {
+        Instruction::Copy { from, .. } => from.is_none(),
+        Instruction::Add { .. } => true,
+        Instruction::Run { mounts, .. } => mounts
+            .iter()
+            .any(|m| matches!(m, RunMount::Other { spec } if spec.contains("type=bind"))),
+        _ => false,
     }
 }
 
@@ -727,6 +757,32 @@ mod tests {
         );
         let err = BuildJob::from_json(&text, "job.json").unwrap_err();
         assert!(err.to_string().contains("no source"), "{err}");
+    }
+
+    #[test]
+    fn instructions_stage_round_trips_and_needs_steps() {
+        let text = minimal_json(JOB_API_VERSION).replace(
+            r#"{"kind":"from"}"#,
+            r#"{"kind":"instructions","steps":[{"text":"ENV A=1","instruction":{"kind":"env","vars":[{"name":"A","value":"1"}]}},{"text":"CMD [\"sh\"]","instruction":{"kind":"cmd","command":["sh"],"prependShell":false}}]}"#,
+        );
+        let job = BuildJob::from_json(&text, "job.json").unwrap();
+        let StageBuild::Instructions { steps } = &job.stages[0].build else {
+            panic!("not an instructions stage: {:?}", job.stages[0].build);
+        };
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[1].text, "CMD [\"sh\"]");
+        assert!(!job.needs_context());
+        assert_eq!(BuildJob::from_json(&job.to_json(), "t").unwrap(), job);
+        let empty = minimal_json(JOB_API_VERSION).replace(
+            r#"{"kind":"from"}"#,
+            r#"{"kind":"instructions","steps":[]}"#,
+        );
+        let err = BuildJob::from_json(&empty, "job.json").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("stage 1 (from): instructions stage without steps"),
+            "{err}"
+        );
     }
 
     #[test]

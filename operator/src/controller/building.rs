@@ -119,15 +119,13 @@ pub async fn connect_storage(ib: &ImageBuild, ctx: &Context) -> Result<StagesSto
 
 /// The stage digests of an image × platform, in build order.
 ///
-/// Errors: [`Error::Unsupported`] for Stapel images and for stages whose digest waits on
-/// something not built by this operator yet (a dependency's identifiers in a build arg, the
-/// image of another Dockerfile stage of a staged Dockerfile).
+/// Errors: [`Error::Unsupported`] for Stapel images outside what Kiln builds
+/// ([`super::stapel::unit_digests`]) and for stages whose digest waits on something not
+/// built by this operator yet (a dependency's identifiers in a build arg, the image of
+/// another Dockerfile stage of a staged Dockerfile).
 pub fn unit_digests(unit: &ImagePlan) -> Result<Vec<String>, Error> {
     if unit.kind == ImageBuildKind::Stapel {
-        return Err(Error::Unsupported(format!(
-            "image {:?}: Stapel images are not built by Kiln yet",
-            unit.name
-        )));
+        return super::stapel::unit_digests(unit);
     }
     unit.stages
         .iter()
@@ -260,8 +258,11 @@ fn join_path(dir: &str, file: &str) -> String {
 /// one a stage per missing instruction ([`super::staged::stage_jobs`]), built on the last
 /// stage the stages storage has (`staged.found`).
 ///
-/// Errors: [`Error::Unsupported`] for Stapel images and staged stages the builder cannot
-/// build yet.
+/// A Stapel image gets a stage per missing stage ([`super::stapel::stage_jobs`]), on the
+/// last stage the stages storage has.
+///
+/// Errors: [`Error::Unsupported`] for Stapel images outside what Kiln builds and staged
+/// stages the builder cannot build yet.
 pub fn build_job(
     ib: &ImageBuild,
     config: &WerfConfig,
@@ -274,12 +275,6 @@ pub fn build_job(
     let image = config.image(&unit.name).ok_or_else(|| {
         Error::Internal(format!("planned image {:?} not in werf.yaml", unit.name))
     })?;
-    let ImageKind::Dockerfile(d) = &image.kind else {
-        return Err(Error::Unsupported(format!(
-            "image {:?}: Stapel images are not built by Kiln yet",
-            unit.name
-        )));
-    };
     let platform = unit.platform.to_string();
     let spec = &ib.spec;
     let auth = spec.source.git.secret_ref.as_ref().map(|_| {
@@ -295,7 +290,21 @@ pub fn build_job(
             }
         }
     });
-    let (stages, base_images) = if unit.kind == ImageBuildKind::StagedDockerfile {
+    let dockerfile = match &image.kind {
+        ImageKind::Dockerfile(d) => Some(d),
+        ImageKind::Stapel(_) => None,
+    };
+    let (stages, base_images) = if let ImageKind::Stapel(stapel) = &image.kind {
+        let stages = super::stapel::stage_jobs(plan, unit, stapel, missing, staged.found)?;
+        let base_images = stages
+            .iter()
+            .filter_map(|s| match &s.parent {
+                ParentRef::Image { reference } if reference != "scratch" => Some(reference.clone()),
+                _ => None,
+            })
+            .collect();
+        (stages, base_images)
+    } else if unit.kind == ImageBuildKind::StagedDockerfile {
         let planned = staged.units.stages(unit).ok_or_else(|| {
             Error::Internal(format!(
                 "image {:?} ({platform}): staged stages were not resolved",
@@ -321,7 +330,9 @@ pub fn build_job(
             .collect();
         (stages, Vec::new())
     };
-    let context = d.context.clone().unwrap_or_default();
+    let context = dockerfile
+        .and_then(|d| d.context.clone())
+        .unwrap_or_default();
     Ok(BuildJob {
         api_version: JOB_API_VERSION.to_owned(),
         project: plan.project.clone(),
@@ -332,16 +343,23 @@ pub fn build_job(
             commit: plan.commit.clone(),
             auth,
         }),
-        dockerfile_path: join_path(&context, &d.dockerfile),
+        dockerfile_path: join_path(
+            &context,
+            dockerfile.map_or("Dockerfile", |d| d.dockerfile.as_str()),
+        ),
         context_dir: context,
-        target: d.target.clone(),
+        target: dockerfile.and_then(|d| d.target.clone()),
         // Dependency build args win over werf.yaml `args`, as in werf.
         build_args: {
-            let mut args = d.args_as_strings().unwrap_or_default();
+            let mut args = dockerfile
+                .and_then(|d| d.args_as_strings().ok())
+                .unwrap_or_default();
             args.extend(staged.units.dependency_args(unit));
             args
         },
-        add_hosts: d.add_hosts().to_vec(),
+        add_hosts: dockerfile
+            .map(|d| d.add_hosts().to_vec())
+            .unwrap_or_default(),
         platform: Some(platform),
         network: match spec.network.as_deref() {
             Some("none") => NetworkMode::None,

@@ -21,6 +21,7 @@ pub mod retention;
 pub mod secrets;
 pub mod source;
 pub mod staged;
+pub mod stapel;
 pub mod status;
 
 use std::collections::HashMap;

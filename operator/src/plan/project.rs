@@ -72,6 +72,9 @@ pub const INLINE_CONFIG_NAME: &str = "spec.config.inline";
 pub struct ProjectPlan {
     /// The commit planned (40 hex).
     pub commit: String,
+    /// The planned commit's committer time, Unix seconds (Stapel builds export it as
+    /// `WERF_COMMIT_TIME_UNIX`); `None` when the commit object could not be read again.
+    pub commit_time_unix: Option<i64>,
     /// werf.yaml `project`.
     pub project: String,
     /// The parsed werf.yaml (builder jobs need each image's directives).
@@ -284,8 +287,13 @@ pub fn plan_project_with(
         }
     }
     mark_planned_once(&mut images);
+    let commit_time_unix = git2::Oid::from_str(tree.commit_id())
+        .and_then(|oid| tree.repo().find_commit(oid))
+        .map(|c| c.time().seconds())
+        .ok();
     Ok(ProjectPlan {
         commit: tree.commit_id().to_string(),
+        commit_time_unix,
         project: config.project.clone(),
         config,
         sets,

@@ -1,0 +1,361 @@
+//! Stapel images in the controller: which ones Kiln builds, and the builder job of their
+//! missing stages.
+//!
+//! Kiln builds the Stapel images whose every stage digest the plan computes exactly: an
+//! external `from` base (or `scratch`), `shell` user stages and `docker` instructions. Git
+//! mappings, `import`/`dependencies`, `fromImage`/`fromArtifact`, `fromLatest`, `imageSpec`,
+//! build-time `mount`s, `secrets` and `docker.HEALTHCHECK` are refused with
+//! [`Error::Unsupported`] naming the image and the directive.
+//!
+//! How each stage is built (werf's Stapel builder, reproduced with the staged build model of
+//! the job, [`kiln_crds::job`]):
+//! - `from`: the base image itself, relabelled and published ([`StageBuild::From`]);
+//! - `beforeInstall`, `install`, `beforeSetup`, `setup`: one `RUN` of the stage's commands as
+//!   one script, stopping at the first failing command (`/bin/sh -ec`, as werf's stage script
+//!   runs with `set -e`), with `WERF_COMMIT_HASH`, `WERF_COMMIT_TIME_HUMAN` and
+//!   `WERF_COMMIT_TIME_UNIX` in the command's environment only (werf sets them in Stapel
+//!   containers; they do not enter the digest nor the image config);
+//! - `dockerInstructions`: the config changes `VOLUME`, `EXPOSE`, `ENV`, `LABEL`, `CMD`,
+//!   `ENTRYPOINT`, `WORKDIR`, `USER` in that order, committed as one stage
+//!   ([`StageBuild::Instructions`]).
+
+use std::collections::BTreeMap;
+
+use kiln_crds::job::{Instruction, InstructionStep, KeyValue, ParentRef, StageBuild, StageJob};
+use serde_yaml_ng::Value;
+
+use super::Error;
+use crate::config::{DockerInstructions, StapelImage, StringList, StringOrList};
+use crate::digest::stapel::{content_digest, deps::next_stage_git_dependencies};
+use crate::plan::project::{ImagePlan, ProjectPlan};
+use crate::storage::StageDescription;
+
+/// The Stapel stages Kiln builds.
+const BUILT_STAGES: [&str; 6] = [
+    "from",
+    "beforeInstall",
+    "install",
+    "beforeSetup",
+    "setup",
+    "dockerInstructions",
+];
+
+/// User stages: their next-stage dependencies are the git commits of the image's mappings
+/// (werf treats them as git-related stages), the SHA-256 of nothing without mappings.
+const USER_STAGES: [&str; 4] = ["beforeInstall", "install", "beforeSetup", "setup"];
+
+/// The stage digests of a Stapel image × platform, in build order, when Kiln builds it.
+///
+/// Errors: [`Error::Unsupported`] naming the image and what Kiln does not build: a werf
+/// image it is based on or imports from (`fromImage`, `import`, `dependencies`), a stage of
+/// git mappings, imports or `imageSpec`, or a digest the plan could not compute exactly.
+pub fn unit_digests(unit: &ImagePlan) -> Result<Vec<String>, Error> {
+    let unsupported =
+        |what: String| Error::Unsupported(format!("Stapel image {:?}: {what}", unit.name));
+    if let Some((image, relation)) = unit.depends_on.first() {
+        return Err(unsupported(format!(
+            "{relation} {image:?} is not built by Kiln yet (only external `from` bases)"
+        )));
+    }
+    unit.stages
+        .iter()
+        .map(|s| {
+            if !BUILT_STAGES.contains(&s.name.as_str()) {
+                let what = match s.name.as_str() {
+                    "gitArchive" | "gitCache" | "gitLatestPatch" => "git mappings",
+                    "imageSpec" => "imageSpec",
+                    _ if s.name.starts_with("dependencies") => "import/dependencies",
+                    _ => "this stage",
+                };
+                return Err(unsupported(format!(
+                    "stage {} ({what}) is not built by Kiln yet",
+                    s.name
+                )));
+            }
+            match (&s.digest, &s.provisional) {
+                (Some(digest), None) => Ok(digest.clone()),
+                (Some(_), Some(assumes)) => Err(unsupported(format!(
+                    "stage {} is only provisional ({assumes})",
+                    s.name
+                ))),
+                (None, _) => Err(unsupported(format!(
+                    "stage {} waits for {}, which Kiln does not build yet",
+                    s.name,
+                    s.pending_on.join(", ")
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// Refuses the directives of a Stapel image that change how it is built but that Kiln does
+/// not build yet (see the module docs).
+///
+/// Errors: [`Error::Unsupported`] naming the image and the directive.
+pub fn check_supported(name: &str, image: &StapelImage) -> Result<(), Error> {
+    let refused = [
+        (!image.git.is_empty(), "git mappings"),
+        (!image.import.is_empty(), "import"),
+        (!image.dependencies.is_empty(), "dependencies"),
+        (image.from_image.is_some(), "fromImage"),
+        (image.from_artifact.is_some(), "fromArtifact"),
+        (image.from_latest == Some(true), "fromLatest"),
+        (image.ansible.is_some(), "ansible"),
+        (image.image_spec.is_some(), "imageSpec"),
+        (!image.mount.is_empty(), "mount"),
+        (!image.secrets.is_empty(), "secrets"),
+        (
+            image
+                .docker
+                .as_ref()
+                .is_some_and(|d| d.healthcheck.is_some()),
+            "docker.HEALTHCHECK",
+        ),
+    ];
+    match refused.iter().find(|(present, _)| *present) {
+        Some((_, what)) => Err(Error::Unsupported(format!(
+            "Stapel image {name:?}: {what} is not built by Kiln yet"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The stage jobs of the missing stages (`missing`: indexes into `unit.stages`, in build
+/// order) of a Stapel image × platform, each on the previous stage: the one built just
+/// before it in the job, else the one the stages storage has (`found`, one entry per stage).
+/// The `from` stage is built on the external base `from` (`scratch` when absent).
+///
+/// Errors: [`Error::Unsupported`] (see [`check_supported`], [`unit_digests`]);
+/// [`Error::Internal`] when the plan and `found` disagree.
+pub fn stage_jobs(
+    plan: &ProjectPlan,
+    unit: &ImagePlan,
+    image: &StapelImage,
+    missing: &[usize],
+    found: &[Option<StageDescription>],
+) -> Result<Vec<StageJob>, Error> {
+    check_supported(&unit.name, image)?;
+    let digests = unit_digests(unit)?;
+    let platform = unit.platform.to_string();
+    let env = commit_env(plan)?;
+    let shell = image.shell.clone().unwrap_or_default();
+    let mut jobs = Vec::with_capacity(missing.len());
+    for (k, &i) in missing.iter().enumerate() {
+        let (stage, digest) = unit
+            .stages
+            .get(i)
+            .zip(digests.get(i))
+            .ok_or_else(|| Error::Internal(format!("{}: no stage {i}", unit.name)))?;
+        let name = stage.name.as_str();
+        let parent = if name == "from" {
+            ParentRef::Image {
+                reference: image.from.clone().unwrap_or_else(|| "scratch".into()),
+            }
+        } else if k > 0 && missing[k - 1] + 1 == i {
+            ParentRef::Previous
+        } else {
+            match i
+                .checked_sub(1)
+                .and_then(|p| found.get(p))
+                .cloned()
+                .flatten()
+            {
+                Some(previous) => ParentRef::Stage {
+                    reference: previous.image_name(),
+                },
+                None => {
+                    return Err(Error::Internal(format!(
+                        "Stapel image {:?}: the stage before {name} is neither found nor built in this job",
+                        unit.name
+                    )));
+                }
+            }
+        };
+        let build = match name {
+            "from" => StageBuild::From,
+            "beforeInstall" => run_stage(&shell.before_install, &env),
+            "install" => run_stage(&shell.install, &env),
+            "beforeSetup" => run_stage(&shell.before_setup, &env),
+            "setup" => run_stage(&shell.setup, &env),
+            "dockerInstructions" => {
+                let docker = image.docker.as_ref().ok_or_else(|| {
+                    Error::Internal(format!(
+                        "Stapel image {:?}: a dockerInstructions stage without `docker`",
+                        unit.name
+                    ))
+                })?;
+                StageBuild::Instructions {
+                    steps: docker_steps(docker).map_err(|m| {
+                        Error::Unsupported(format!("Stapel image {:?}: {m}", unit.name))
+                    })?,
+                }
+            }
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "Stapel image {:?}: stage {other} is not built by Kiln yet",
+                    unit.name
+                )));
+            }
+        };
+        // Without git mappings a user stage's next-stage dependencies are SHA-256 of nothing.
+        let next = if USER_STAGES.contains(&name) {
+            next_stage_git_dependencies(&[])
+        } else {
+            String::new()
+        };
+        jobs.push(StageJob {
+            name: name.to_owned(),
+            digest: digest.clone(),
+            content_digest: content_digest(&platform, name, digest, &next),
+            parent,
+            build,
+            labels: BTreeMap::new(),
+        });
+    }
+    Ok(jobs)
+}
+
+/// werf's commit environment of Stapel containers: `WERF_COMMIT_HASH` (40 hex),
+/// `WERF_COMMIT_TIME_HUMAN` (Go's `time.Time.String()` in UTC, `2024-05-01 12:00:00 +0000
+/// UTC`) and `WERF_COMMIT_TIME_UNIX` (seconds).
+fn commit_env(plan: &ProjectPlan) -> Result<Vec<KeyValue>, Error> {
+    let seconds = plan
+        .commit_time_unix
+        .ok_or_else(|| Error::Internal(format!("the time of commit {} is unknown", plan.commit)))?;
+    let time = k8s_openapi::jiff::Timestamp::from_second(seconds)
+        .map_err(|e| Error::Internal(format!("commit {} time {seconds}: {e}", plan.commit)))?;
+    let kv = |name: &str, value: String| KeyValue {
+        name: name.to_owned(),
+        value,
+    };
+    Ok(vec![
+        kv("WERF_COMMIT_HASH", plan.commit.clone()),
+        kv(
+            "WERF_COMMIT_TIME_HUMAN",
+            time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
+        ),
+        kv("WERF_COMMIT_TIME_UNIX", seconds.to_string()),
+    ])
+}
+
+/// One user stage: its commands as one script run with `/bin/sh -ec` (stops at the first
+/// failing command, as werf's stage script does).
+fn run_stage(commands: &Option<StringList>, env: &[KeyValue]) -> StageBuild {
+    let commands = commands.as_ref().map(|l| l.0.clone()).unwrap_or_default();
+    let script = commands.join("\n");
+    StageBuild::Instruction {
+        text: format!("RUN {}", commands.join(" && ")),
+        instruction: Instruction::Run {
+            command: vec!["/bin/sh".into(), "-ec".into(), script],
+            prepend_shell: false,
+            env: env.to_vec(),
+            mounts: Vec::new(),
+            network: None,
+        },
+    }
+}
+
+fn scalar(section: &str, key: &str, value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Null => Ok(String::new()),
+        _ => Err(format!("docker.{section}.{key} must be a string")),
+    }
+}
+
+/// The config changes of a `docker` section in werf's order: VOLUME, EXPOSE, ENV, LABEL
+/// (keys sorted), CMD, ENTRYPOINT, WORKDIR, USER. A string CMD/ENTRYPOINT is shell form,
+/// a list exec form (werf keeps the difference).
+///
+/// Errors: a non-scalar ENV/LABEL value, naming it.
+fn docker_steps(docker: &DockerInstructions) -> Result<Vec<InstructionStep>, String> {
+    let mut steps = Vec::new();
+    let mut step =
+        |text: String, instruction: Instruction| steps.push(InstructionStep { text, instruction });
+    if let Some(StringList(paths)) = &docker.volume {
+        step(
+            format!("VOLUME {}", paths.join(" ")),
+            Instruction::Volume {
+                paths: paths.clone(),
+            },
+        );
+    }
+    if let Some(StringList(ports)) = &docker.expose {
+        step(
+            format!("EXPOSE {}", ports.join(" ")),
+            Instruction::Expose {
+                ports: ports.clone(),
+            },
+        );
+    }
+    for (section, map) in [("ENV", &docker.env), ("LABEL", &docker.label)] {
+        let Some(map) = map.as_ref().filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        let pairs = map
+            .iter()
+            .map(|(k, v)| {
+                Ok(KeyValue {
+                    name: k.clone(),
+                    value: scalar(section, k, v)?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let text = format!(
+            "{section} {}",
+            pairs
+                .iter()
+                .map(|p| format!("{}={:?}", p.name, p.value))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let instruction = if section == "ENV" {
+            Instruction::Env { vars: pairs }
+        } else {
+            Instruction::Label { labels: pairs }
+        };
+        step(text, instruction);
+    }
+    let command = |value: &StringOrList| match value {
+        StringOrList::One(s) => (vec![s.clone()], true),
+        StringOrList::Many(l) => (l.clone(), false),
+    };
+    if let Some(cmd) = &docker.cmd {
+        let (command, prepend_shell) = command(cmd);
+        step(
+            format!("CMD {command:?}"),
+            Instruction::Cmd {
+                command,
+                prepend_shell,
+            },
+        );
+    }
+    if let Some(entrypoint) = &docker.entrypoint {
+        let (command, prepend_shell) = command(entrypoint);
+        step(
+            format!("ENTRYPOINT {command:?}"),
+            Instruction::Entrypoint {
+                command,
+                prepend_shell,
+            },
+        );
+    }
+    if let Some(path) = &docker.workdir {
+        step(
+            format!("WORKDIR {path}"),
+            Instruction::Workdir { path: path.clone() },
+        );
+    }
+    if let Some(user) = &docker.user {
+        step(
+            format!("USER {user}"),
+            Instruction::User { user: user.clone() },
+        );
+    }
+    if steps.is_empty() {
+        return Err("an empty `docker` section".into());
+    }
+    Ok(steps)
+}

@@ -359,3 +359,272 @@ fn docker_steps(docker: &DockerInstructions) -> Result<Vec<InstructionStep>, Str
     }
     Ok(steps)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ImageKind;
+    use crate::plan::project::{PlanRequest, plan_project};
+    use crate::source::GitTree;
+    use crate::storage::description::{Descriptor, Manifest};
+    use crate::storage::{RepoRef, StageDigest, StageId};
+    use sha3::Digest;
+    use std::str::FromStr;
+
+    const WERF_YAML: &str = "project: shop
+configVersion: 1
+---
+image: app
+from: busybox
+shell:
+  beforeInstall:
+  - echo one > /stapel.txt
+  - echo two >> /stapel.txt
+  install: [echo installed > /installed.txt]
+docker:
+  ENV: {GREETING: hello, A_NUMBER: 7}
+  CMD: [cat, /stapel.txt]
+  WORKDIR: /srv
+";
+
+    /// Commits `werf_yaml` with committer time 1700000000 (2023-11-14 22:13:20 UTC) and
+    /// plans it.
+    fn planned(werf_yaml: &str) -> (tempfile::TempDir, ProjectPlan) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        let blob = repo.blob(werf_yaml.as_bytes()).unwrap();
+        let mut tb = repo.treebuilder(None).unwrap();
+        tb.insert("werf.yaml", blob, 0o100644).unwrap();
+        let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+        let sig =
+            git2::Signature::new("t", "t@example.org", &git2::Time::new(1_700_000_000, 0)).unwrap();
+        repo.commit(Some("HEAD"), &sig, &sig, "c", &tree, &[])
+            .unwrap();
+        let tree = GitTree::open(dir.path(), None).unwrap();
+        let plan = plan_project(&tree, &PlanRequest::default()).unwrap();
+        (dir, plan)
+    }
+
+    fn stapel(plan: &ProjectPlan) -> &StapelImage {
+        match &plan.config.image("app").unwrap().kind {
+            ImageKind::Stapel(s) => s,
+            ImageKind::Dockerfile(_) => panic!("not Stapel"),
+        }
+    }
+
+    fn found(digest: &str, ts: u64) -> StageDescription {
+        StageDescription::new(
+            StageId::new(StageDigest::from_str(digest).unwrap(), ts),
+            RepoRef::from_str("127.0.0.1:5000/stg").unwrap(),
+            format!("sha256:{}", "2".repeat(64)),
+            100,
+            Manifest::Image {
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                config: Descriptor {
+                    media_type: String::new(),
+                    digest: format!("sha256:{}", "1".repeat(64)),
+                    size: 10,
+                    platform: None,
+                },
+                layers: Vec::new(),
+            },
+            None,
+        )
+    }
+
+    fn sha3_224(text: &str) -> String {
+        sha3::Sha3_224::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn every_stage_of_a_new_image_is_built_in_order() {
+        let (_dir, plan) = planned(WERF_YAML);
+        let unit = &plan.images[0];
+        let names: Vec<&str> = unit.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["from", "beforeInstall", "install", "dockerInstructions"]
+        );
+        let jobs = stage_jobs(&plan, unit, stapel(&plan), &[0, 1, 2, 3], &[]).unwrap();
+        assert_eq!(jobs.len(), 4);
+        for (job, stage) in jobs.iter().zip(&unit.stages) {
+            assert_eq!(Some(&job.digest), stage.digest.as_ref());
+            assert_eq!(job.name, stage.name);
+        }
+        assert_eq!(
+            jobs[0].parent,
+            ParentRef::Image {
+                reference: "busybox".into()
+            }
+        );
+        assert_eq!(jobs[0].build, StageBuild::From);
+        let env = vec![
+            KeyValue {
+                name: "WERF_COMMIT_HASH".into(),
+                value: plan.commit.clone(),
+            },
+            KeyValue {
+                name: "WERF_COMMIT_TIME_HUMAN".into(),
+                value: "2023-11-14 22:13:20 +0000 UTC".into(),
+            },
+            KeyValue {
+                name: "WERF_COMMIT_TIME_UNIX".into(),
+                value: "1700000000".into(),
+            },
+        ];
+        assert_eq!(jobs[1].parent, ParentRef::Previous);
+        assert_eq!(
+            jobs[1].build,
+            StageBuild::Instruction {
+                text: "RUN echo one > /stapel.txt && echo two >> /stapel.txt".into(),
+                instruction: Instruction::Run {
+                    command: vec![
+                        "/bin/sh".into(),
+                        "-ec".into(),
+                        "echo one > /stapel.txt\necho two >> /stapel.txt".into()
+                    ],
+                    prepend_shell: false,
+                    env: env.clone(),
+                    mounts: vec![],
+                    network: None,
+                }
+            }
+        );
+        let StageBuild::Instruction {
+            instruction: Instruction::Run { command, .. },
+            ..
+        } = &jobs[2].build
+        else {
+            panic!("install is not a RUN: {:?}", jobs[2].build);
+        };
+        assert_eq!(command[2], "echo installed > /installed.txt");
+        let StageBuild::Instructions { steps } = &jobs[3].build else {
+            panic!("dockerInstructions: {:?}", jobs[3].build);
+        };
+        let instructions: Vec<&Instruction> = steps.iter().map(|s| &s.instruction).collect();
+        let kv = |n: &str, v: &str| KeyValue {
+            name: n.into(),
+            value: v.into(),
+        };
+        assert_eq!(
+            instructions,
+            [
+                &Instruction::Env {
+                    vars: vec![kv("A_NUMBER", "7"), kv("GREETING", "hello")]
+                },
+                &Instruction::Cmd {
+                    command: vec!["cat".into(), "/stapel.txt".into()],
+                    prepend_shell: false
+                },
+                &Instruction::Workdir {
+                    path: "/srv".into()
+                },
+            ]
+        );
+        // Content digests: SHA3-224 of "1.2:::<stage>-content:::::::<digest>:::<next>", where
+        // a user stage's next-stage dependencies are SHA-256("") without git mappings.
+        let empty_sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(
+            jobs[0].content_digest,
+            sha3_224(&format!("1.2:::from-content::::::{}:::", jobs[0].digest))
+        );
+        assert_eq!(
+            jobs[2].content_digest,
+            sha3_224(&format!(
+                "1.2:::install-content::::::{}:::{empty_sha256}",
+                jobs[2].digest
+            ))
+        );
+    }
+
+    #[test]
+    fn a_later_stage_is_built_on_the_stage_the_storage_has() {
+        let (_dir, plan) = planned(WERF_YAML);
+        let unit = &plan.images[0];
+        let digests = unit_digests(unit).unwrap();
+        let found = vec![
+            Some(found(&digests[0], 1)),
+            Some(found(&digests[1], 2)),
+            None,
+            None,
+        ];
+        let jobs = stage_jobs(&plan, unit, stapel(&plan), &[2, 3], &found).unwrap();
+        assert_eq!(
+            jobs[0].parent,
+            ParentRef::Stage {
+                reference: format!("127.0.0.1:5000/stg:{}-2", digests[1])
+            }
+        );
+        assert_eq!(jobs[1].parent, ParentRef::Previous);
+        // Nothing found before a missing stage: the plan and the lookup disagree.
+        let err = stage_jobs(&plan, unit, stapel(&plan), &[2], &[]).unwrap_err();
+        assert!(matches!(err, Error::Internal(_)), "{err}");
+    }
+
+    #[test]
+    fn git_mappings_are_refused_naming_the_image() {
+        let yaml = WERF_YAML.replace(
+            "from: busybox\n",
+            "from: busybox\ngit:\n- add: /\n  to: /app\n",
+        );
+        let (_dir, plan) = planned(&yaml);
+        let err = unit_digests(&plan.images[0]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "Stapel image \"app\": stage gitArchive (git mappings) is not built by Kiln yet"
+        );
+        let err = check_supported("app", stapel(&plan))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "Stapel image \"app\": git mappings is not built by Kiln yet"
+        );
+    }
+
+    #[test]
+    fn other_directives_are_refused_naming_them() {
+        let cases = [
+            ("mount:\n- from: tmp_dir\n  to: /tmp/cache\n", "mount"),
+            ("fromLatest: true\n", "fromLatest"),
+        ];
+        for (extra, what) in cases {
+            let yaml = format!("{WERF_YAML}{extra}");
+            let (_dir, plan) = planned(&yaml);
+            let err = check_supported("app", stapel(&plan))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                err,
+                format!("Stapel image \"app\": {what} is not built by Kiln yet")
+            );
+        }
+        let yaml = WERF_YAML.replace("  WORKDIR: /srv\n", "  HEALTHCHECK: CMD true\n");
+        let (_dir, plan) = planned(&yaml);
+        let err = stage_jobs(&plan, &plan.images[0], stapel(&plan), &[0], &[]).unwrap_err();
+        assert!(err.to_string().contains("docker.HEALTHCHECK"), "{err}");
+        // fromLatest leaves `from` pending: unit_digests names the stage.
+        let (_dir, plan) = planned(&format!("{WERF_YAML}fromLatest: true\n"));
+        let err = unit_digests(&plan.images[0]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("Stapel image \"app\": stage from waits for"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn images_based_on_werf_images_are_refused() {
+        let yaml =
+            format!("{WERF_YAML}---\nimage: child\nfromImage: app\nshell:\n  install: [true]\n");
+        let (_dir, plan) = planned(&yaml);
+        let child = plan.images.iter().find(|u| u.name == "child").unwrap();
+        let err = unit_digests(child).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "Stapel image \"child\": fromImage \"app\" is not built by Kiln yet (only external `from` bases)"
+        );
+    }
+}

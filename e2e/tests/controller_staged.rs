@@ -657,8 +657,12 @@ async fn staged_v2_builds_a_from_stage_and_a_missing_base_fails_naming_it() {
     let status = failed.status.as_ref().unwrap();
     assert_eq!(status.phase, Phase::Failed, "{:?}", status.conditions);
     let message = &status.conditions[0].message;
+    assert_eq!(
+        status.conditions[0].reason, "InvalidDockerfile",
+        "{message}"
+    );
     assert!(
-        message.contains("image \"app\" (linux/amd64): reading the environment of base image \"busybox:no-such-tag\""),
+        message.contains("image \"app\" (linux/amd64): reading the environment of base image \"busybox:no-such-tag\": no registry has it"),
         "{message}"
     );
     assert!(message.contains("no-such-tag"), "{message}");

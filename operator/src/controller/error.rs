@@ -26,6 +26,16 @@ pub enum Error {
     /// A feature the spec asks for that this operator does not implement yet.
     #[error("{0}")]
     Unsupported(String),
+    /// A base image (`FROM`) that no registry it may come from has: the message names
+    /// the image, platform and reference, the source says where it was looked for.
+    #[error("{message}: {source}")]
+    BaseImageNotFound {
+        /// Image, platform and base reference.
+        message: String,
+        /// The registry's 404 (the last one asked).
+        #[source]
+        source: Box<crate::storage::StorageError>,
+    },
     /// A platform of `spec.platforms` that werf does not know.
     #[error("spec.platforms: {platform:?}: {message}")]
     InvalidPlatform {
@@ -122,6 +132,7 @@ impl Error {
                 }
             }
             Error::StageBuildFailed(_) => Reason::StageBuildFailed,
+            Error::BaseImageNotFound { .. } => Reason::InvalidDockerfile,
             Error::CustomTag(_) => Reason::InvalidCustomTag,
             Error::BuilderPodFailed(_) => Reason::BuilderPodFailed,
             Error::InvalidSpec(_) | Error::Unsupported(_) | Error::InvalidPlatform { .. } => {

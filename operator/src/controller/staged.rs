@@ -486,12 +486,22 @@ async fn resolve_unit(
                         &platform,
                     )
                     .await
-                    .map_err(|source| Error::Storage {
-                        operation: format!(
+                    .map_err(|source| {
+                        let operation = format!(
                             "image {:?} ({platform}): reading the environment of base image {reference:?}",
                             input.image
-                        ),
-                        source: Box::new(source),
+                        );
+                        if source.is_not_found() {
+                            Error::BaseImageNotFound {
+                                message: format!("{operation}: no registry has it"),
+                                source: Box::new(source),
+                            }
+                        } else {
+                            Error::Storage {
+                                operation,
+                                source: Box::new(source),
+                            }
+                        }
                     })?;
                     facts.envs.insert((reference, platform), env);
                 }

@@ -234,3 +234,120 @@ pub fn sample_image_build(name: &str, git_url: &str, revision: &str, registry: &
     }))
     .expect("the sample ImageBuild is valid")
 }
+
+/// Operator settings for end-to-end builds on the local stack: builder image
+/// `kiln-builder:dev` (the node emulator runs the workspace's `kiln-builder` for it), stage
+/// locks in `lock_namespace`, and `insecure_registries` reached over plain HTTP.
+pub fn build_settings(lock_namespace: &str, insecure_registries: &[&str]) -> Settings {
+    Settings {
+        builder: kiln_operator::pods::BuilderDefaults {
+            image: format!("{}:dev", crate::stack::DEFAULT_BUILDER_IMAGE),
+            ..Default::default()
+        },
+        lock_namespace: lock_namespace.to_owned(),
+        insecure_registries: insecure_registries
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect(),
+    }
+}
+
+/// A registry client for `registry` (`host:port`, plain HTTP, anonymous).
+pub fn registry_client(registry: &str) -> kiln_operator::storage::RegistryClient {
+    kiln_operator::storage::RegistryClient::new(kiln_operator::storage::RegistryClientConfig {
+        plain_http_registries: vec![registry.to_owned()],
+        ..Default::default()
+    })
+}
+
+/// True for a stage tag `DIGEST-TIMESTAMP_MILLISEC`: 56 hex digits, a dash, 13 decimal
+/// digits (not a manifest list's bare digest, a custom tag or a `-rejected` record).
+pub fn is_stage_tag(tag: &str) -> bool {
+    tag.split_once('-').is_some_and(|(d, ts)| {
+        d.len() == 56
+            && d.bytes().all(|b| b.is_ascii_hexdigit())
+            && ts.len() == 13
+            && ts.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// The stage tags of `registry/repository` (anonymous, plain HTTP), sorted.
+///
+/// Errors: the registry refuses the tags list.
+pub async fn stage_tags(
+    registry: &str,
+    repository: &str,
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let repo: kiln_operator::storage::RepoRef = format!("{registry}/{repository}")
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{registry}/{repository}: {e}"))?;
+    Ok(registry_client(registry)
+        .list_tags(&repo)
+        .await?
+        .into_iter()
+        .filter(|t| is_stage_tag(t))
+        .collect())
+}
+
+/// The local stack for builds — busybox for linux/amd64 and linux/arm64 in its registry
+/// (a docker.io mirror for `FROM busybox`) — with the ImageBuild CRD served; returns it
+/// with an admin client.
+///
+/// Errors: the stack does not start or the CRD is not served.
+pub async fn start_build_stack() -> anyhow::Result<(crate::stack::LocalStack, kube::Client)> {
+    crate::init_test_logging();
+    let stack = crate::stack::LocalStack::start(crate::stack::StackOptions {
+        base_images: true,
+        ..Default::default()
+    })
+    .await?;
+    let client = stack.cluster().client();
+    install_crd(&client).await?;
+    Ok((stack, client))
+}
+
+/// Creates `ib` and waits (up to `timeout`) until it finished.
+///
+/// Errors: the create is refused, or as [`wait_finished`].
+pub async fn create_and_wait(
+    api: &Api<ImageBuild>,
+    ib: &ImageBuild,
+    timeout: Duration,
+) -> anyhow::Result<ImageBuild> {
+    api.create(&PostParams::default(), ib).await?;
+    let name = ib.metadata.name.as_deref().unwrap_or_default();
+    wait_finished(api, name, timeout).await
+}
+
+/// The contents of `path` (relative, e.g. `srv/app/stamp`) in the image `repo:tag`, from
+/// its topmost layer that has it (GNU tar reads compressed and plain layers alike); `None`
+/// when no layer has it.
+///
+/// Errors: the registry refuses the manifest or a blob; `tar` cannot run.
+pub async fn file_in_image(
+    storage: &kiln_operator::storage::RegistryClient,
+    repo: &kiln_operator::storage::RepoRef,
+    tag: &str,
+    path: &str,
+) -> anyhow::Result<Option<String>> {
+    let manifest = storage.get_manifest(repo, tag).await?;
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes)?;
+    let dir = tempfile::tempdir()?;
+    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    for layer in layers.iter().rev() {
+        let digest = layer["digest"].as_str().context("a layer without digest")?;
+        let blob = storage.get_blob(repo, digest).await?;
+        let file = dir.path().join("layer");
+        std::fs::write(&file, blob)?;
+        let out = std::process::Command::new("tar")
+            .arg("-xOf")
+            .arg(&file)
+            .arg(path)
+            .output()
+            .context("running tar")?;
+        if out.status.success() {
+            return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
+        }
+    }
+    Ok(None)
+}

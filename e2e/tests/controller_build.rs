@@ -13,10 +13,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kiln_crds::{ImageBuild, Phase};
 use kiln_e2e::harness::{self, InProcessOperator, OperatorProcess};
-use kiln_e2e::stack::{LocalStack, StackOptions};
+use kiln_e2e::stack::LocalStack;
 use kiln_operator::controller::Settings;
-use kiln_operator::pods::BuilderDefaults;
-use kiln_operator::storage::{RegistryClient, RegistryClientConfig, RepoRef};
+use kiln_operator::storage::{RegistryClient, RepoRef};
 use kiln_testkit::git_server::Repo;
 use kube::api::{Api, ListParams, PostParams};
 
@@ -32,21 +31,7 @@ fn settings_with_schedule_timeout(registry: &str, schedule_timeout: Duration) ->
 }
 
 fn settings(registry: &str) -> Settings {
-    Settings {
-        builder: BuilderDefaults {
-            image: "kiln-builder:dev".into(),
-            ..BuilderDefaults::default()
-        },
-        lock_namespace: "default".into(),
-        insecure_registries: vec![registry.to_owned()],
-    }
-}
-
-fn registry_client(registry: &str) -> RegistryClient {
-    RegistryClient::new(RegistryClientConfig {
-        plain_http_registries: vec![registry.to_owned()],
-        ..RegistryClientConfig::default()
-    })
+    harness::build_settings("default", &[registry])
 }
 
 /// Pods of ImageBuild `name` still in the cluster (a finished build leaves none).
@@ -73,9 +58,7 @@ fn builder_pods_of(ib: &ImageBuild) -> BTreeSet<(String, String)> {
 }
 
 async fn create_and_wait(api: &Api<ImageBuild>, ib: &ImageBuild) -> ImageBuild {
-    api.create(&PostParams::default(), ib).await.unwrap();
-    let name = ib.metadata.name.as_deref().unwrap();
-    harness::wait_finished(api, name, BUILD_TIMEOUT)
+    harness::create_and_wait(api, ib, BUILD_TIMEOUT)
         .await
         .unwrap()
 }
@@ -101,36 +84,15 @@ fn rebuilt_by_image(ib: &ImageBuild) -> BTreeMap<String, bool> {
         .collect()
 }
 
-/// The contents of `path` in the image `repo:tag` (layers searched from the top; GNU tar
-/// reads compressed and plain layers alike).
 async fn file_in_image(
     storage: &RegistryClient,
     repo: &RepoRef,
     tag: &str,
     path: &str,
 ) -> Option<String> {
-    let manifest = storage.get_manifest(repo, tag).await.unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
-    let layers = manifest["layers"].as_array().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    for layer in layers.iter().rev() {
-        let blob = storage
-            .get_blob(repo, layer["digest"].as_str().unwrap())
-            .await
-            .unwrap();
-        let file = dir.path().join("layer");
-        std::fs::write(&file, blob).unwrap();
-        let out = std::process::Command::new("tar")
-            .arg("-xOf")
-            .arg(&file)
-            .arg(path)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            return Some(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-    }
-    None
+    harness::file_in_image(storage, repo, tag, path)
+        .await
+        .unwrap()
 }
 
 /// The local stack with the CRD installed and the sample project on the git server.
@@ -144,16 +106,8 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
-        kiln_e2e::init_test_logging();
-        let stack = LocalStack::start(StackOptions {
-            base_images: true,
-            ..StackOptions::default()
-        })
-        .await
-        .unwrap();
+        let (stack, client) = harness::start_build_stack().await.unwrap();
         let registry = stack.registry().address().to_owned();
-        let client = stack.cluster().client();
-        harness::install_crd(&client).await.unwrap();
         let files = harness::sample_project_files().unwrap();
         let file_refs: Vec<(&str, &str)> = files
             .iter()
@@ -178,16 +132,11 @@ impl Fixture {
 
     /// Stage tags (`DIGEST-TIMESTAMP_MILLISEC`) in the stages storage.
     async fn stage_tags(&self) -> Vec<String> {
-        let shop = RepoRef::from_str(&format!("{}/shop", self.registry)).unwrap();
-        let mut tags: Vec<String> = registry_client(&self.registry)
-            .list_tags(&shop)
+        harness::stage_tags(&self.registry, "shop")
             .await
             .unwrap()
             .into_iter()
-            .filter(|t| is_stage_tag(t))
-            .collect();
-        tags.sort();
-        tags
+            .collect()
     }
 
     /// Stage lock leases left in the lock ConfigMap (`werf-shop` in `default`).
@@ -203,16 +152,6 @@ impl Fixture {
             .map(|(_, v)| v)
             .collect()
     }
-}
-
-/// `DIGEST-TIMESTAMP_MILLISEC`: 56 hex digits, a dash, 13 decimal digits.
-fn is_stage_tag(tag: &str) -> bool {
-    tag.split_once('-').is_some_and(|(d, ts)| {
-        d.len() == 56
-            && d.bytes().all(|b| b.is_ascii_hexdigit())
-            && ts.len() == 13
-            && ts.bytes().all(|b| b.is_ascii_digit())
-    })
 }
 
 /// Each stage digest appears in exactly one stage tag.
@@ -253,7 +192,7 @@ async fn sample_builds_then_reuses_every_stage_then_rebuilds_what_a_change_touch
     assert_eq!(pods_left(client, "first").await, Vec::<String>::new());
     assert!(rebuilt_by_image(&first).values().all(|r| *r));
 
-    let storage = registry_client(registry);
+    let storage = harness::registry_client(registry);
     let shop = RepoRef::from_str(&format!("{registry}/shop")).unwrap();
     let tags: BTreeSet<String> = storage
         .list_tags(&shop)
@@ -415,7 +354,7 @@ async fn sample_builds_then_reuses_every_stage_then_rebuilds_what_a_change_touch
         .await
         .unwrap()
         .into_iter()
-        .filter(|t| is_stage_tag(t))
+        .filter(|t| harness::is_stage_tag(t))
         .collect();
     let third_stage_tags: BTreeSet<String> = third
         .status

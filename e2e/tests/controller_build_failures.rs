@@ -14,11 +14,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kiln_crds::{ImageBuild, Phase};
 use kiln_e2e::harness::{self, InProcessOperator};
-use kiln_e2e::stack::{LocalStack, StackOptions};
 use kiln_operator::controller::{FINALIZER, Settings};
 use kiln_operator::lock::configmap_name;
 use kiln_operator::lock::key::ANNOTATION_PREFIX;
-use kiln_operator::pods::BuilderDefaults;
 use kiln_testkit::git_server::GitServer;
 use kiln_testkit::registry::TestRegistry;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -30,14 +28,7 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 const DELETE_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn settings(insecure: &[&str]) -> Settings {
-    Settings {
-        builder: BuilderDefaults {
-            image: "kiln-builder:dev".into(),
-            ..BuilderDefaults::default()
-        },
-        lock_namespace: NS.into(),
-        insecure_registries: insecure.iter().map(|r| (*r).to_owned()).collect(),
-    }
+    harness::build_settings(NS, insecure)
 }
 
 /// An ImageBuild of `git_url` at `main` into `repo`, linux/amd64 only, docker.io through
@@ -169,16 +160,8 @@ async fn assert_cleaned_up_and_deletable(
 
 #[tokio::test]
 async fn build_failures_end_failed_with_a_named_cause_and_leave_nothing_behind() {
-    kiln_e2e::init_test_logging();
-    let stack = LocalStack::start(StackOptions {
-        base_images: true,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let (stack, client) = harness::start_build_stack().await.unwrap();
     let registry = stack.registry().address().to_owned();
-    let client = stack.cluster().client();
-    harness::install_crd(&client).await.unwrap();
     let api: Api<ImageBuild> = Api::namespaced(client.clone(), NS);
 
     let files = harness::sample_project_files().unwrap();

@@ -15,10 +15,9 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kiln_crds::{ImageBuild, Phase};
 use kiln_e2e::harness::{self, InProcessOperator};
-use kiln_e2e::stack::{LocalStack, StackOptions};
+use kiln_e2e::stack::LocalStack;
 use kiln_operator::controller::Settings;
-use kiln_operator::pods::BuilderDefaults;
-use kiln_operator::storage::{RegistryClient, RegistryClientConfig, RepoRef};
+use kiln_operator::storage::{RegistryClient, RepoRef};
 use kiln_testkit::git_server::Repo;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
@@ -56,21 +55,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn settings(registry: &str) -> Settings {
-    Settings {
-        builder: BuilderDefaults {
-            image: "kiln-builder:dev".into(),
-            ..BuilderDefaults::default()
-        },
-        lock_namespace: "default".into(),
-        insecure_registries: vec![registry.to_owned()],
-    }
+    harness::build_settings("default", &[registry])
 }
 
 fn registry_client(registry: &str) -> RegistryClient {
-    RegistryClient::new(RegistryClientConfig {
-        plain_http_registries: vec![registry.to_owned()],
-        ..RegistryClientConfig::default()
-    })
+    harness::registry_client(registry)
 }
 
 /// The local stack with the CRD installed and the project on the git server.
@@ -83,16 +72,8 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
-        kiln_e2e::init_test_logging();
-        let stack = LocalStack::start(StackOptions {
-            base_images: true,
-            ..StackOptions::default()
-        })
-        .await
-        .unwrap();
+        let (stack, client) = harness::start_build_stack().await.unwrap();
         let registry = stack.registry().address().to_owned();
-        let client = stack.cluster().client();
-        harness::install_crd(&client).await.unwrap();
         let dockerfile = dockerfile();
         let (repo, _) = stack
             .git()
@@ -182,34 +163,15 @@ async fn image_blobs(storage: &RegistryClient, repo: &RepoRef, tag: &str) -> Vec
     blobs
 }
 
-/// The contents of `path` in the image `repo:tag` (layers searched from the top).
 async fn file_in_image(
     storage: &RegistryClient,
     repo: &RepoRef,
     tag: &str,
     path: &str,
 ) -> Option<String> {
-    let manifest = storage.get_manifest(repo, tag).await.unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    for layer in manifest["layers"].as_array().unwrap().iter().rev() {
-        let blob = storage
-            .get_blob(repo, layer["digest"].as_str().unwrap())
-            .await
-            .unwrap();
-        let file = dir.path().join("layer");
-        std::fs::write(&file, blob).unwrap();
-        let out = std::process::Command::new("tar")
-            .arg("-xOf")
-            .arg(&file)
-            .arg(path)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            return Some(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-    }
-    None
+    harness::file_in_image(storage, repo, tag, path)
+        .await
+        .unwrap()
 }
 
 /// The `Succeeded` condition of a build that must have failed.

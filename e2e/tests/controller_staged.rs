@@ -14,15 +14,14 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kiln_crds::{ImageBuild, Phase};
 use kiln_e2e::harness::{self, InProcessOperator};
-use kiln_e2e::stack::{LocalStack, StackOptions};
+use kiln_e2e::stack::LocalStack;
 use kiln_operator::controller::Settings;
 use kiln_operator::digest::staged::{Offline, StagedInputs};
 use kiln_operator::digest::{
     DockerfileImageInput, PlannedStage, StagedMode, dockerfile_image_stages_with,
 };
-use kiln_operator::pods::BuilderDefaults;
 use kiln_operator::source::GitTree;
-use kiln_operator::storage::{RegistryClient, RegistryClientConfig, RepoRef};
+use kiln_operator::storage::{RegistryClient, RepoRef};
 use kiln_testkit::git_server::Repo;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
@@ -36,21 +35,11 @@ const DOCKERFILE: &str =
     "FROM busybox\nENV A=1\nCOPY app/ /app/\nRUN cat /app/x > /app/y && echo \"$A\" >> /app/y\n";
 
 fn settings(registry: &str) -> Settings {
-    Settings {
-        builder: BuilderDefaults {
-            image: "kiln-builder:dev".into(),
-            ..BuilderDefaults::default()
-        },
-        lock_namespace: "default".into(),
-        insecure_registries: vec![registry.to_owned()],
-    }
+    harness::build_settings("default", &[registry])
 }
 
 fn registry_client(registry: &str) -> RegistryClient {
-    RegistryClient::new(RegistryClientConfig {
-        plain_http_registries: vec![registry.to_owned()],
-        ..RegistryClientConfig::default()
-    })
+    harness::registry_client(registry)
 }
 
 /// The local stack with the CRD installed and the staged project on the git server.
@@ -76,16 +65,8 @@ impl Fixture {
     }
 
     async fn start_with_files(files: &[(&str, &str)]) -> Fixture {
-        kiln_e2e::init_test_logging();
-        let stack = LocalStack::start(StackOptions {
-            base_images: true,
-            ..StackOptions::default()
-        })
-        .await
-        .unwrap();
+        let (stack, client) = harness::start_build_stack().await.unwrap();
         let registry = stack.registry().address().to_owned();
-        let client = stack.cluster().client();
-        harness::install_crd(&client).await.unwrap();
         let (repo, _) = stack.git().create_repo_with_files("stg", files).unwrap();
         Fixture {
             _stack: stack,
@@ -186,14 +167,8 @@ impl StagedInputs for BusyboxEnv {
     }
 }
 
-/// `DIGEST-TIMESTAMP_MILLISEC`: 56 hex digits, a dash, 13 decimal digits.
 fn is_stage_tag(tag: &str) -> bool {
-    tag.split_once('-').is_some_and(|(d, ts)| {
-        d.len() == 56
-            && d.bytes().all(|b| b.is_ascii_hexdigit())
-            && ts.len() == 13
-            && ts.bytes().all(|b| b.is_ascii_digit())
-    })
+    harness::is_stage_tag(tag)
 }
 
 async fn create_and_wait(api: &Api<ImageBuild>, ib: &ImageBuild) -> ImageBuild {
@@ -248,34 +223,15 @@ async fn pods_left(client: &kube::Client, name: &str) -> usize {
         .len()
 }
 
-/// The contents of `path` in the image `repo:tag` (layers searched from the top).
 async fn file_in_image(
     storage: &RegistryClient,
     repo: &RepoRef,
     tag: &str,
     path: &str,
 ) -> Option<String> {
-    let manifest = storage.get_manifest(repo, tag).await.unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    for layer in manifest["layers"].as_array().unwrap().iter().rev() {
-        let blob = storage
-            .get_blob(repo, layer["digest"].as_str().unwrap())
-            .await
-            .unwrap();
-        let file = dir.path().join("layer");
-        std::fs::write(&file, blob).unwrap();
-        let out = std::process::Command::new("tar")
-            .arg("-xOf")
-            .arg(&file)
-            .arg(path)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            return Some(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-    }
-    None
+    harness::file_in_image(storage, repo, tag, path)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

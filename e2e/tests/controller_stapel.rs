@@ -16,14 +16,13 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kiln_crds::{ImageBuild, Phase};
 use kiln_e2e::harness::{self, InProcessOperator};
-use kiln_e2e::stack::{LocalStack, StackOptions};
+use kiln_e2e::stack::LocalStack;
 use kiln_operator::controller::Settings;
 use kiln_operator::plan::project::{PlanRequest, plan_project};
-use kiln_operator::pods::BuilderDefaults;
 use kiln_operator::source::GitTree;
-use kiln_operator::storage::{RegistryClient, RegistryClientConfig, RepoRef};
+use kiln_operator::storage::{RegistryClient, RepoRef};
 use kiln_testkit::git_server::Repo;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use serde_json::json;
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
@@ -53,21 +52,11 @@ docker:
 const INSTALL: &str = "echo installed >> /stapel.txt";
 
 fn settings(registry: &str) -> Settings {
-    Settings {
-        builder: BuilderDefaults {
-            image: "kiln-builder:dev".into(),
-            ..BuilderDefaults::default()
-        },
-        lock_namespace: "default".into(),
-        insecure_registries: vec![registry.to_owned()],
-    }
+    harness::build_settings("default", &[registry])
 }
 
 fn registry_client(registry: &str) -> RegistryClient {
-    RegistryClient::new(RegistryClientConfig {
-        plain_http_registries: vec![registry.to_owned()],
-        ..RegistryClientConfig::default()
-    })
+    harness::registry_client(registry)
 }
 
 /// The local stack with the CRD installed and the Stapel project on the git server.
@@ -80,16 +69,8 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
-        kiln_e2e::init_test_logging();
-        let stack = LocalStack::start(StackOptions {
-            base_images: true,
-            ..StackOptions::default()
-        })
-        .await
-        .unwrap();
+        let (stack, client) = harness::start_build_stack().await.unwrap();
         let registry = stack.registry().address().to_owned();
-        let client = stack.cluster().client();
-        harness::install_crd(&client).await.unwrap();
         let (repo, _) = stack
             .git()
             .create_repo_with_files("stp", &[("werf.yaml", &werf_yaml(INSTALL))])
@@ -125,13 +106,7 @@ impl Fixture {
 
     /// Stage tags (`DIGEST-TIMESTAMP_MILLISEC`) in the stages storage.
     async fn stage_tags(&self) -> BTreeSet<String> {
-        registry_client(&self.registry)
-            .list_tags(&self.repo_ref())
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|t| is_stage_tag(t))
-            .collect()
+        harness::stage_tags(&self.registry, "stp").await.unwrap()
     }
 
     /// The offline planner's (stage name, digest) of `app` at `commit`; every digest exact.
@@ -149,20 +124,8 @@ impl Fixture {
     }
 }
 
-/// `DIGEST-TIMESTAMP_MILLISEC`: 56 hex digits, a dash, 13 decimal digits.
-fn is_stage_tag(tag: &str) -> bool {
-    tag.split_once('-').is_some_and(|(d, ts)| {
-        d.len() == 56
-            && d.bytes().all(|b| b.is_ascii_hexdigit())
-            && ts.len() == 13
-            && ts.bytes().all(|b| b.is_ascii_digit())
-    })
-}
-
 async fn create_and_finish(api: &Api<ImageBuild>, ib: &ImageBuild) -> ImageBuild {
-    api.create(&PostParams::default(), ib).await.unwrap();
-    let name = ib.metadata.name.as_deref().unwrap();
-    harness::wait_finished(api, name, BUILD_TIMEOUT)
+    harness::create_and_wait(api, ib, BUILD_TIMEOUT)
         .await
         .unwrap()
 }
@@ -218,27 +181,9 @@ async fn file_in_image(
     tag: &str,
     path: &str,
 ) -> Option<String> {
-    let manifest = storage.get_manifest(repo, tag).await.unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    for layer in manifest["layers"].as_array().unwrap().iter().rev() {
-        let blob = storage
-            .get_blob(repo, layer["digest"].as_str().unwrap())
-            .await
-            .unwrap();
-        let file = dir.path().join("layer");
-        std::fs::write(&file, blob).unwrap();
-        let out = std::process::Command::new("tar")
-            .arg("-xOf")
-            .arg(&file)
-            .arg(path)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            return Some(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-    }
-    None
+    harness::file_in_image(storage, repo, tag, path)
+        .await
+        .unwrap()
 }
 
 /// The image config (`config` of the config blob) of `repo:tag`.

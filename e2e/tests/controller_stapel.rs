@@ -344,5 +344,37 @@ async fn stapel_image_builds_each_stage_then_reuses_then_rebuilds_from_install()
     assert_eq!(pods_left(&fx.client, "fourth").await, 0);
     assert_eq!(fx.stage_tags().await, tags_after);
 
+    // 5. HEALTHCHECK is refused only when the builder job is made, under the stage locks:
+    // the locks are freed at once, not when their leases expire.
+    fx.repo
+        .write(
+            "werf.yaml",
+            werf_yaml("echo healthy >> /stapel.txt")
+                .replace("docker:\n", "docker:\n  HEALTHCHECK: CMD true\n"),
+        )
+        .unwrap();
+    fx.repo.commit("healthcheck").unwrap();
+    let fifth = create_and_finish(&api, &fx.build("fifth")).await;
+    let status = fifth.status.as_ref().unwrap();
+    assert_eq!(status.phase, Phase::Failed, "{:?}", status.conditions);
+    assert!(
+        status.conditions[0].message.contains("HEALTHCHECK"),
+        "{}",
+        status.conditions[0].message
+    );
+    assert_eq!(pods_left(&fx.client, "fifth").await, 0);
+    let locks: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(fx.client.clone(), "default");
+    let leases: Vec<String> = locks
+        .get_opt("werf-stp")
+        .await
+        .unwrap()
+        .and_then(|cm| cm.metadata.annotations)
+        .unwrap_or_default()
+        .into_keys()
+        .filter(|k| k.starts_with("lockgate.io/"))
+        .collect();
+    assert_eq!(leases, Vec::<String>::new());
+
     operator.stop().await.unwrap();
 }

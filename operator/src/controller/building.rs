@@ -606,7 +606,7 @@ pub async fn advance(
                 release(guards).await;
                 continue;
             }
-            let job = build_job(
+            let job = match build_job(
                 ib,
                 config,
                 plan,
@@ -617,7 +617,15 @@ pub async fn advance(
                     found: &again,
                 },
                 &ctx.settings.insecure_registries,
-            )?;
+            ) {
+                Ok(job) => job,
+                Err(e) => {
+                    // Refused (e.g. an unsupported instruction): free the stages now rather
+                    // than when the leases expire.
+                    release(guards).await;
+                    return Err(e);
+                }
+            };
             let job_json = job.to_json();
             let request = BuilderPodRequest {
                 build: ib,

@@ -351,3 +351,84 @@ pub async fn file_in_image(
     }
     Ok(None)
 }
+
+/// Names of the pods of ImageBuild `name` still in `namespace` (a finished build leaves
+/// none: its builder pods are deleted).
+///
+/// Errors: the pod list fails.
+pub async fn pods_left(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<Vec<String>> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    Ok(pods
+        .list(&ListParams::default().labels(&format!("kiln.dev/imagebuild={name}")))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect())
+}
+
+/// (image, platform) of each builder pod a build ran, from `status.builderPods`.
+pub fn builder_pods(ib: &ImageBuild) -> Vec<(String, String)> {
+    ib.status
+        .iter()
+        .flat_map(|s| &s.builder_pods)
+        .map(|p| (p.image.clone(), p.platform.clone()))
+        .collect()
+}
+
+/// (stage name, stage tag, rebuilt) of `image` from the build report's `Images` record
+/// (for a multi-platform image, every platform's stages with ` (<platform>)` names).
+pub fn report_stages(ib: &ImageBuild, image: &str) -> Vec<(String, String, bool)> {
+    ib.status
+        .as_ref()
+        .and_then(|s| s.report.as_ref())
+        .and_then(|r| r.images.get(image))
+        .and_then(|i| i.stages.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|s| (s.name.clone(), s.docker_tag.clone(), s.rebuilt))
+        .collect()
+}
+
+/// Stage lock leases (lockgate annotations, their JSON values) in the lock ConfigMap of
+/// `project` (`werf-<project>` in `namespace`); empty when none is held or left behind.
+///
+/// Errors: the ConfigMap read fails.
+pub async fn lock_leases(
+    client: &kube::Client,
+    namespace: &str,
+    project: &str,
+) -> anyhow::Result<Vec<String>> {
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), namespace);
+    Ok(maps
+        .get_opt(&format!("werf-{project}"))
+        .await?
+        .and_then(|cm| cm.metadata.annotations)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(kiln_operator::lock::key::ANNOTATION_PREFIX))
+        .map(|(_, v)| v)
+        .collect())
+}
+
+/// The image config (`config` of the config blob) of `repo:tag`.
+///
+/// Errors: the registry refuses the manifest or the blob; they are not JSON.
+pub async fn image_config(
+    storage: &kiln_operator::storage::RegistryClient,
+    repo: &kiln_operator::storage::RepoRef,
+    tag: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let manifest = storage.get_manifest(repo, tag).await?;
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes)?;
+    let digest = manifest["config"]["digest"]
+        .as_str()
+        .context("a manifest without config digest")?;
+    let config: serde_json::Value = serde_json::from_slice(&storage.get_blob(repo, digest).await?)?;
+    Ok(config["config"].clone())
+}

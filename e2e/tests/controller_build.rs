@@ -10,14 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kiln_crds::{ImageBuild, Phase};
 use kiln_e2e::harness::{self, InProcessOperator, OperatorProcess};
 use kiln_e2e::stack::LocalStack;
 use kiln_operator::controller::Settings;
 use kiln_operator::storage::{RegistryClient, RepoRef};
 use kiln_testkit::git_server::Repo;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 const IMAGES: [&str; 3] = ["backend", "frontend", "frontend-assets"];
@@ -36,25 +35,12 @@ fn settings(registry: &str) -> Settings {
 
 /// Pods of ImageBuild `name` still in the cluster (a finished build leaves none).
 async fn pods_left(client: &kube::Client, name: &str) -> Vec<String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.list(&ListParams::default().labels(&format!("kiln.dev/imagebuild={name}")))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect()
+    harness::pods_left(client, "default", name).await.unwrap()
 }
 
 /// (image, platform) of each builder pod the build ran, from its status.
 fn builder_pods_of(ib: &ImageBuild) -> BTreeSet<(String, String)> {
-    ib.status
-        .as_ref()
-        .unwrap()
-        .builder_pods
-        .iter()
-        .map(|p| (p.image.clone(), p.platform.clone()))
-        .collect()
+    harness::builder_pods(ib).into_iter().collect()
 }
 
 async fn create_and_wait(api: &Api<ImageBuild>, ib: &ImageBuild) -> ImageBuild {
@@ -141,16 +127,9 @@ impl Fixture {
 
     /// Stage lock leases left in the lock ConfigMap (`werf-shop` in `default`).
     async fn lock_leases(&self) -> Vec<String> {
-        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), "default");
-        maps.get_opt("werf-shop")
+        harness::lock_leases(&self.client, "default", "shop")
             .await
             .unwrap()
-            .and_then(|cm| cm.metadata.annotations)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("lockgate.io/"))
-            .map(|(_, v)| v)
-            .collect()
     }
 }
 

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kiln_crds::{ImageBuild, Phase};
 use kiln_e2e::harness::{self, InProcessOperator};
 use kiln_e2e::stack::LocalStack;
@@ -23,7 +22,7 @@ use kiln_operator::digest::{
 use kiln_operator::source::GitTree;
 use kiln_operator::storage::{RegistryClient, RepoRef};
 use kiln_testkit::git_server::Repo;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
@@ -194,32 +193,20 @@ fn report_stages(ib: &ImageBuild) -> Vec<(String, String, bool)> {
 }
 
 fn image_stages(ib: &ImageBuild, image: &str) -> Vec<(String, String, bool)> {
-    let report = ib.status.as_ref().unwrap().report.as_ref().unwrap();
-    report.images[image]
-        .stages
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|s| (s.name.clone(), s.docker_tag.clone(), s.rebuilt))
-        .collect()
+    harness::report_stages(ib, image)
 }
 
 fn builder_pods(ib: &ImageBuild) -> Vec<String> {
-    ib.status
-        .as_ref()
-        .unwrap()
-        .builder_pods
-        .iter()
-        .map(|p| format!("{} {}", p.image, p.platform))
+    harness::builder_pods(ib)
+        .into_iter()
+        .map(|(image, platform)| format!("{image} {platform}"))
         .collect()
 }
 
 async fn pods_left(client: &kube::Client, name: &str) -> usize {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.list(&ListParams::default().labels(&format!("kiln.dev/imagebuild={name}")))
+    harness::pods_left(client, "default", name)
         .await
         .unwrap()
-        .items
         .len()
 }
 

@@ -13,7 +13,6 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kiln_crds::{ImageBuild, Phase};
 use kiln_e2e::harness::{self, InProcessOperator};
 use kiln_e2e::stack::LocalStack;
@@ -22,7 +21,7 @@ use kiln_operator::plan::project::{PlanRequest, plan_project};
 use kiln_operator::source::GitTree;
 use kiln_operator::storage::{RegistryClient, RepoRef};
 use kiln_testkit::git_server::Repo;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use serde_json::json;
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
@@ -145,32 +144,20 @@ async fn create_and_wait(api: &Api<ImageBuild>, ib: &ImageBuild) -> ImageBuild {
 
 /// (stage name, stage tag, rebuilt) of `app` from the build report.
 fn report_stages(ib: &ImageBuild) -> Vec<(String, String, bool)> {
-    let report = ib.status.as_ref().unwrap().report.as_ref().unwrap();
-    report.images["app"]
-        .stages
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|s| (s.name.clone(), s.docker_tag.clone(), s.rebuilt))
-        .collect()
+    harness::report_stages(ib, "app")
 }
 
 fn builder_pods(ib: &ImageBuild) -> Vec<String> {
-    ib.status
-        .as_ref()
-        .unwrap()
-        .builder_pods
-        .iter()
-        .map(|p| format!("{} {}", p.image, p.platform))
+    harness::builder_pods(ib)
+        .into_iter()
+        .map(|(image, platform)| format!("{image} {platform}"))
         .collect()
 }
 
 async fn pods_left(client: &kube::Client, name: &str) -> usize {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.list(&ListParams::default().labels(&format!("kiln.dev/imagebuild={name}")))
+    harness::pods_left(client, "default", name)
         .await
         .unwrap()
-        .items
         .len()
 }
 
@@ -188,14 +175,7 @@ async fn file_in_image(
 
 /// The image config (`config` of the config blob) of `repo:tag`.
 async fn image_config(storage: &RegistryClient, repo: &RepoRef, tag: &str) -> serde_json::Value {
-    let manifest = storage.get_manifest(repo, tag).await.unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
-    let config = storage
-        .get_blob(repo, manifest["config"]["digest"].as_str().unwrap())
-        .await
-        .unwrap();
-    let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
-    config["config"].clone()
+    harness::image_config(storage, repo, tag).await.unwrap()
 }
 
 #[tokio::test]
@@ -363,17 +343,9 @@ async fn stapel_image_builds_each_stage_then_reuses_then_rebuilds_from_install()
         status.conditions[0].message
     );
     assert_eq!(pods_left(&fx.client, "fifth").await, 0);
-    let locks: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(fx.client.clone(), "default");
-    let leases: Vec<String> = locks
-        .get_opt("werf-stp")
+    let leases = harness::lock_leases(&fx.client, "default", "stp")
         .await
-        .unwrap()
-        .and_then(|cm| cm.metadata.annotations)
-        .unwrap_or_default()
-        .into_keys()
-        .filter(|k| k.starts_with("lockgate.io/"))
-        .collect();
+        .unwrap();
     assert_eq!(leases, Vec::<String>::new());
 
     operator.stop().await.unwrap();

@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
@@ -526,7 +527,6 @@ pub async fn advance(
                 our_pod_for(&ours, &pod_name, &unit.name, &platform, &missing_digests)
             {
                 let pod_name = pod.name_any();
-                let pod_digests = pod_stage_digests(pod);
                 let outcome = pod_outcome(pod);
                 match &outcome {
                     PodOutcome::Unschedulable {
@@ -540,9 +540,8 @@ pub async fn advance(
                     }
                     PodOutcome::Running | PodOutcome::Unschedulable { .. } => {
                         complete = false;
+                        // Its leases were kept by `settle_pod_leases` above.
                         running += 1;
-                        let locks = connect_locks(&mut locks, ctx, plan).await?;
-                        keep_leases(ctx, locks, &pod_name, &pod_digests).await?;
                         progress.notes.push(match &outcome {
                             PodOutcome::Unschedulable { message, .. } => {
                                 format!("{} ({platform}) waits for a node: {message}", unit.name)
@@ -841,14 +840,20 @@ pub(super) async fn live_builder_of(
     own_uid: &str,
 ) -> Result<Option<String>, Error> {
     let params = ListParams::default().labels(&stage_label(digest));
-    let list = match Api::<Pod>::all(ctx.client.clone()).list(&params).await {
-        Ok(list) => list,
-        Err(kube::Error::Api(s)) if s.code == 403 => {
-            Api::<Pod>::namespaced(ctx.client.clone(), namespace)
-                .list(&params)
-                .await?
+    let own_namespace = || Api::<Pod>::namespaced(ctx.client.clone(), namespace);
+    let list = if ctx.cluster_wide_pods_forbidden.load(Ordering::Relaxed) {
+        own_namespace().list(&params).await?
+    } else {
+        match Api::<Pod>::all(ctx.client.clone()).list(&params).await {
+            Ok(list) => list,
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                // RBAC does not change under a running operator: ask once.
+                ctx.cluster_wide_pods_forbidden
+                    .store(true, Ordering::Relaxed);
+                own_namespace().list(&params).await?
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     };
     Ok(list
         .into_iter()

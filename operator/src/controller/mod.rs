@@ -90,6 +90,10 @@ pub struct Context {
     /// memory: after a restart they are gone and expire; running pods are adopted and
     /// found by label by other builds.
     leases: tokio::sync::Mutex<HashMap<String, Vec<LeaseGuard>>>,
+    /// Set when listing pods in all namespaces was refused (`watchNamespaces` RBAC):
+    /// live builders are then looked for in the build's namespace only, without asking
+    /// again.
+    pub(super) cluster_wide_pods_forbidden: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -114,6 +118,7 @@ impl Context {
             sources,
             settings,
             leases: tokio::sync::Mutex::new(HashMap::new()),
+            cluster_wide_pods_forbidden: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -332,12 +337,12 @@ async fn building_step(
 async fn fail(ib: &ImageBuild, ctx: &Context, error: Error) -> Result<Action, Error> {
     let reason = error.reason();
     ctx.metrics.failure(reason.as_str());
-    stop(ib, ctx, reason, failure_message(ib, &error)).await
+    stop(ib, ctx, reason, condition_message(ib, &error)).await
 }
 
 /// The condition message of a failed build: the error, plus what to do when the spec
 /// explains it (a registry refusing anonymous access to a build without credentials).
-fn failure_message(ib: &ImageBuild, error: &Error) -> String {
+fn condition_message(ib: &ImageBuild, error: &Error) -> String {
     let mut message = error.to_string();
     if error.reason() == Reason::RegistryAuthFailed && ib.spec.registry_secret_ref.is_none() {
         message.push_str(

@@ -144,11 +144,9 @@ fn pure_files() -> Vec<PathBuf> {
         operator.join("controller/request.rs"),
         operator.join("controller/job.rs"),
     ];
-    for optional in ["report.rs"] {
-        let path = operator.join(optional);
-        if path.exists() {
-            files.push(path);
-        }
+    let report = operator.join("report.rs");
+    if report.exists() {
+        files.push(report);
     }
     for dir in [
         operator.join("digest"),

@@ -30,12 +30,11 @@ use super::children::{children_selector, owned_by};
 use super::context::Context;
 use super::decide::{self, Attempt, Limits, OwnPod, UnitStep, UnitView, WaitReason};
 use super::error::Error;
-use super::job::build_job;
+use super::job::{JobInput, build_job};
 use super::leases::{release_guards, take_all};
 use super::request::BuildRequest;
 use super::secrets;
 use super::staged::{StagedLookup, StagedUnits, lookup_digests, waiting_stages};
-use crate::config::WerfConfig;
 use crate::lock::StageLocks;
 use crate::plan::project::{ImagePlan, ProjectPlan};
 use crate::pods::names::{
@@ -247,7 +246,6 @@ struct Pass<'a> {
     ib: &'a ImageBuild,
     ctx: &'a Context,
     request: &'a BuildRequest,
-    config: &'a WerfConfig,
     plan: &'a ProjectPlan,
     storage: &'a StagesStorage,
     staged: &'a StagedUnits,
@@ -287,7 +285,6 @@ pub async fn advance(
         ib,
         ctx,
         request,
-        config: &plan.config,
         plan,
         storage,
         staged,
@@ -433,7 +430,6 @@ async fn attempt_build(
     let Pass {
         ib,
         ctx,
-        config,
         plan,
         storage,
         staged,
@@ -476,19 +472,18 @@ async fn attempt_build(
         };
         return Ok((attempt, None));
     }
-    let job = match build_job(
+    let job = match build_job(&JobInput {
         ib,
-        pass.request,
-        config,
+        request: pass.request,
         plan,
         unit,
         missing,
-        StagedLookup {
+        staged: StagedLookup {
             units: staged,
             found: &again,
         },
-        &ctx.settings.insecure_registries,
-    ) {
+        insecure_registries: &ctx.settings.insecure_registries,
+    }) {
         Ok(job) => job,
         Err(e) => {
             // Refused (e.g. an unsupported instruction): free the stages now rather than

@@ -14,7 +14,7 @@ use super::error::Error;
 use super::request::BuildRequest;
 use super::staged::StagedLookup;
 use super::{secrets, staged, stapel};
-use crate::config::{ImageKind, WerfConfig};
+use crate::config::ImageKind;
 use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan};
 use crate::pods;
 
@@ -28,6 +28,25 @@ pub fn join_path(dir: &str, file: &str) -> String {
     }
 }
 
+/// What the job of one image × platform is compiled from.
+#[derive(Debug, Clone, Copy)]
+pub struct JobInput<'a> {
+    /// The build.
+    pub ib: &'a ImageBuild,
+    /// Its parsed spec.
+    pub request: &'a BuildRequest,
+    /// The plan of the pinned commit (with werf.yaml), after build-time facts.
+    pub plan: &'a ProjectPlan,
+    /// The image × platform.
+    pub unit: &'a ImagePlan,
+    /// Indices of the stages to build, ascending.
+    pub missing: &'a [usize],
+    /// The staged stages and what the stages storage has of the unit.
+    pub staged: StagedLookup<'a>,
+    /// Registries reached over plain HTTP (operator settings).
+    pub insecure_registries: &'a [String],
+}
+
 /// The build job of an image × platform's missing stages: for a non-staged Dockerfile image
 /// one `dockerfile` stage built with `buildah bud` from the commit's context; for a staged
 /// one a stage per missing instruction ([`staged::stage_jobs`]), built on the last
@@ -38,16 +57,17 @@ pub fn join_path(dir: &str, file: &str) -> String {
 ///
 /// Errors: [`Error::Unsupported`] for Stapel images outside what Kiln builds and staged
 /// stages the builder cannot build yet.
-pub fn build_job(
-    ib: &ImageBuild,
-    request: &BuildRequest,
-    config: &WerfConfig,
-    plan: &ProjectPlan,
-    unit: &ImagePlan,
-    missing: &[usize],
-    staged: StagedLookup<'_>,
-    insecure_registries: &[String],
-) -> Result<BuildJob, Error> {
+pub fn build_job(input: &JobInput<'_>) -> Result<BuildJob, Error> {
+    let JobInput {
+        ib,
+        request,
+        plan,
+        unit,
+        missing,
+        staged,
+        insecure_registries,
+    } = *input;
+    let config = &plan.config;
     let image = config.image(&unit.name).ok_or_else(|| {
         Error::Internal(format!("planned image {:?} not in werf.yaml", unit.name))
     })?;

@@ -45,7 +45,7 @@ pub async fn plan(
         StagedMode::StagedV1 => PlannerStaged::V1,
         _ => PlannerStaged::V2,
     };
-    let parallel = request.parallel.clone();
+    let parallel = request.parallel;
     let mirror = mirror.to_owned();
     let commit = commit.to_owned();
     tokio::task::spawn_blocking(move || {

@@ -575,7 +575,7 @@ async fn connect_locks<'a>(
 /// pod's leases are released; a running pod's (its stages can be found before the pod
 /// exits) are held by this process, taken back if a previous operator process held them.
 /// Returns the pods whose leases a previous operator process still holds (they expire
-/// within the lease TTL). Without pods no lock API call is made.
+/// within the lease TTL). Without pods, or with every running pod's leases held here, no lock API call is made.
 async fn settle_pod_leases(
     ctx: &Context,
     locks: &mut Option<StageLocks>,
@@ -584,14 +584,25 @@ async fn settle_pod_leases(
 ) -> Result<Vec<String>, Error> {
     let mut unsettled = Vec::new();
     for (name, pod) in ours {
-        let locks = connect_locks(locks, ctx, plan).await?;
         let digests = pod_stage_digests(pod);
-        let settled = match pod_outcome(pod) {
-            PodOutcome::Running | PodOutcome::Unschedulable { .. } => {
-                ctx.leases.keep(locks, name, &digests).await?;
-                ctx.leases.holds(name).await
+        let running = matches!(
+            pod_outcome(pod),
+            PodOutcome::Running | PodOutcome::Unschedulable { .. }
+        );
+        // Leases this process holds need no lock request: a running pod keeps them, an
+        // ended pod's are released.
+        if ctx.leases.holds(name).await {
+            if !running {
+                ctx.leases.release(name).await;
             }
-            _ => ctx.leases.release_of(locks, name, &digests).await?,
+            continue;
+        }
+        let locks = connect_locks(locks, ctx, plan).await?;
+        let settled = if running {
+            ctx.leases.keep(locks, name, &digests).await?;
+            ctx.leases.holds(name).await
+        } else {
+            ctx.leases.release_of(locks, name, &digests).await?
         };
         if !settled {
             unsettled.push(name.clone());

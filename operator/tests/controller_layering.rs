@@ -29,6 +29,8 @@ const STEPS: &[&str] = &[
     "staged",
     "job",
     "planning",
+    "observe",
+    "act",
     "building",
     "finish",
     "retention",

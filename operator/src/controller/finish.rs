@@ -21,10 +21,10 @@ use kiln_crds::status::{
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
-use super::building::lookup_unit;
 use super::children::{children_selector, owned_by};
 use super::context::{Context, MANAGER};
 use super::error::Error;
+use super::observe::lookup_unit;
 use crate::config::WerfConfig;
 use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan};
 use crate::pods::{PodOutcome, pod_outcome};

@@ -25,6 +25,7 @@
 //! finalizer) deletes its builder pods and job ConfigMaps. A planning retried after an API
 //! error shows `Planning`, a publish retried so shows `Publishing`.
 
+pub mod act;
 pub mod base_image;
 pub mod building;
 pub mod cache;
@@ -35,6 +36,7 @@ pub mod error;
 pub mod finish;
 pub mod job;
 pub mod leases;
+pub mod observe;
 pub mod planning;
 pub mod request;
 pub mod retention;

@@ -329,7 +329,7 @@ async fn live_builders_are_looked_for_in_the_own_namespace_without_cluster_wide_
         ],
     ));
     for _ in 0..2 {
-        let found = super::building::live_builder_of(
+        let found = super::observe::live_builder_of(
             &ctx,
             "ci",
             "registry.example.org/shop",

@@ -74,6 +74,7 @@ fn respond(
     request: &Request<Body>,
     body: &Value,
     pods: &mut Vec<Value>,
+    pod_status: &Value,
     ib: &Value,
 ) -> (u16, Value) {
     let path = request.uri().path();
@@ -97,10 +98,10 @@ fn respond(
             json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"},
                    "items": pods}),
         ),
-        // The builder pod: created once, then running.
+        // The builder pod: created once, then in `pod_status`.
         ("POST", "/api/v1/namespaces/ci/pods") => {
             let mut pod = body.clone();
-            pod["status"] = json!({"phase": "Running"});
+            pod["status"] = pod_status.clone();
             pods.push(pod.clone());
             (201, pod)
         }
@@ -134,8 +135,16 @@ fn respond(
     }
 }
 
-#[tokio::test]
-async fn later_passes_of_a_building_reconcile_reuse_the_plan_and_base_image_facts() {
+/// What one reconcile asked and wrote.
+struct PassRecord {
+    api: Vec<String>,
+    registry: Vec<String>,
+    status: Option<Value>,
+}
+
+/// Runs `passes` building reconciles of one build whose builder pod, once created, has
+/// `pod_status`.
+async fn building_passes(pod_status: Value, passes: usize) -> Vec<PassRecord> {
     let registry = TestRegistry::start_with(RegistryOptions {
         access_log: true,
         ..RegistryOptions::default()
@@ -194,7 +203,7 @@ async fn later_passes_of_a_building_reconcile_reuse_the_plan_and_base_image_fact
                 if line.ends_with("/status") {
                     *status.lock().unwrap() = Some(body["status"].clone());
                 }
-                let (code, body) = respond(&request, &body, &mut pods, &ib_json);
+                let (code, body) = respond(&request, &body, &mut pods, &pod_status, &ib_json);
                 log.lock()
                     .unwrap()
                     .push((pass.load(Ordering::SeqCst), line));
@@ -217,8 +226,8 @@ async fn later_passes_of_a_building_reconcile_reuse_the_plan_and_base_image_fact
         },
     ));
     let mut ib = Arc::new(ib);
-    let mut registry_counts = Vec::new();
-    for n in 1..=3 {
+    let mut records = Vec::new();
+    for n in 1..=passes {
         pass.store(n, Ordering::SeqCst);
         if let Some(written) = status.lock().unwrap().clone() {
             let mut next = (*ib).clone();
@@ -245,11 +254,21 @@ async fn later_passes_of_a_building_reconcile_reuse_the_plan_and_base_image_fact
             api.len(),
             registry_requests.len()
         );
-        registry_counts.push((api, registry_requests));
+        records.push(PassRecord {
+            api,
+            registry: registry_requests,
+            status: status.lock().unwrap().clone(),
+        });
     }
     server.abort();
-    let (first_api, first_registry) = &registry_counts[0];
-    let (later_api, later_registry) = &registry_counts[2];
+    records
+}
+
+#[tokio::test]
+async fn later_passes_of_a_building_reconcile_reuse_the_plan_and_base_image_facts() {
+    let records = building_passes(json!({"phase": "Running"}), 3).await;
+    let (first_api, first_registry) = (&records[0].api, &records[0].registry);
+    let (later_api, later_registry) = (&records[2].api, &records[2].registry);
     let reads = |lines: &[String], what: &str| lines.iter().filter(|l| l.contains(what)).count();
     assert_eq!(reads(first_api, "/secrets/git"), 1, "{first_api:?}");
     assert_eq!(reads(later_api, "/secrets/git"), 0, "{later_api:?}");
@@ -257,4 +276,29 @@ async fn later_passes_of_a_building_reconcile_reuse_the_plan_and_base_image_fact
     assert_eq!(reads(later_api, "/configmaps/"), 0, "{later_api:?}");
     assert!(reads(first_registry, "/base/") > 0, "{first_registry:?}");
     assert_eq!(reads(later_registry, "/base/"), 0, "{later_registry:?}");
+}
+
+/// Regression: the condition reason was read from the progress notes ("waits for" → always
+/// `WaitingForStage`), so a build whose pod waits for a node said it waited for another
+/// build's stage lock.
+#[tokio::test]
+async fn a_builder_pod_that_cannot_be_scheduled_is_reported_waiting_for_a_node() {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let unschedulable = json!({"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
+        "lastTransitionTime": now}]});
+    let records = building_passes(unschedulable, 2).await;
+    let status = records[1]
+        .status
+        .clone()
+        .expect("the second pass wrote its status");
+    let condition = &status["conditions"][0];
+    assert_eq!(condition["reason"], "WaitingForNode", "{status}");
+    assert_eq!(status["phase"], "Building", "{status}");
+    let message = condition["message"].as_str().unwrap();
+    assert!(
+        message.contains("app (linux/amd64) waits for a node: 0/1 nodes"),
+        "{message}"
+    );
 }

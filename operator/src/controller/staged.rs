@@ -81,7 +81,7 @@ impl StagedUnits {
     }
 }
 
-/// What [`super::building::build_job`] needs for a staged image: the resolved stages and
+/// What [`super::job::build_job`] needs for a staged image: the resolved stages and
 /// the stages storage's answer for each stage of the image × platform.
 #[derive(Debug, Clone, Copy)]
 pub struct StagedLookup<'a> {
@@ -208,7 +208,7 @@ impl UnitInput {
 /// from the published dependency; returns how each staged stage is built and the dependency
 /// build args of each image × platform.
 ///
-/// An image whose dependency is not published yet is *deferred* ([`StagedUnits::deferred`]):
+/// An image whose dependency is not published yet is *deferred* ([`StagedUnits::deferred_on`]):
 /// the build set order builds the dependency first, and a later reconcile resolves it.
 ///
 /// Errors: [`Error::Storage`] when a base image's config cannot be read from any of its

@@ -109,6 +109,19 @@ pub enum Error {
     Internal(String),
 }
 
+/// The job compiler's refusals keep their meaning: an unsupported image or stage and a spec
+/// lacking a build secret end the build `InvalidSpec`, a disagreement is internal.
+impl From<crate::job::JobError> for Error {
+    fn from(e: crate::job::JobError) -> Self {
+        use crate::job::JobError as J;
+        match e {
+            J::Unsupported(message) => Error::Unsupported(message),
+            J::InvalidSpec(errors) => Error::InvalidSpec(errors),
+            J::Internal(message) => Error::Internal(message),
+        }
+    }
+}
+
 impl From<kube::Error> for Error {
     fn from(e: kube::Error) -> Self {
         Error::Kube(e)

@@ -11,7 +11,8 @@
 //! | plan the pinned commit (cached per build generation in [`cache`]) | [`planning`] | I/O (git) |
 //! | build-time facts: base-image environments, stage image names, dependency build args | [`staged`], [`base_image`] | I/O (registry) |
 //! | one pass per image × platform: [`observe`] (own pod, stages found), [`decide::decide`], [`act`] (locks, re-check, pod), orchestrated by [`building`] | [`observe`], [`decide`], [`act`], [`building`] | reads / **pure** / writes |
-//! | the builder job of a planned image × platform, the one dispatch on image kind | [`job`] (+ [`staged`], [`stapel`], [`secrets`]) | pure |
+//! | the builder job of a planned image × platform, the one dispatch on image kind | [`crate::job`] (its own [`crate::job::JobError`]) | pure |
+//! | werf.yaml `secrets:` checked against `spec.buildSecrets` and their Secrets | [`secrets`] | I/O |
 //! | publish: manifest lists, final repo, custom tags; the report assembled by [`crate::report`] | [`finish`] | I/O around a pure builder |
 //! | the next status, written with server-side apply | [`status`], [`children`] | pure / I/O |
 //!
@@ -35,7 +36,6 @@ pub mod context;
 pub mod decide;
 pub mod error;
 pub mod finish;
-pub mod job;
 pub mod leases;
 pub mod observe;
 pub mod planning;
@@ -44,7 +44,6 @@ pub mod retention;
 pub mod secrets;
 pub mod source;
 pub mod staged;
-pub mod stapel;
 pub mod status;
 
 use std::sync::Arc;

@@ -2,9 +2,10 @@
 //! - files under `controller/` import only the shared context (`context`, `error`) and
 //!   modules of a lower step, never an item of `controller/mod.rs` (`super::Item`) and never
 //!   a module of a higher step (so there is no import cycle);
-//! - the pure modules (the request, decide, job compiler, report, digest and werf model)
-//!   make no kube `Client`, registry (`StagesStorage`, `RegistryClient`) or lock
-//!   (`StageLocks`) call.
+//! - the pure modules (the request, decide, job compiler, facts resolution, report, digest
+//!   and werf model) make no kube `Client`, registry (`StagesStorage`, `RegistryClient`) or
+//!   lock (`StageLocks`) call;
+//! - the modules below the controller (`job`, `facts`) never import it.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -21,7 +22,6 @@ const STEPS: &[&str] = &[
     "cache",
     "context",
     "children",
-    "base_image",
     "secrets",
     "dereference",
     "source",
@@ -147,6 +147,9 @@ fn pure_files() -> Vec<PathBuf> {
     if report.exists() {
         files.push(report);
     }
+    // The facts resolution reaches the registry only through its `FactSource` trait.
+    files.push(operator.join("facts/staged.rs"));
+    files.push(operator.join("facts/dependencies.rs"));
     for dir in [
         operator.join("digest"),
         operator.join("job"),

@@ -24,7 +24,7 @@ use super::decide::{self, Limits, UnitStep, WaitReason};
 use super::error::Error;
 use super::observe::{Pass, observe_unit, pod_ref, storage_error};
 use super::request::BuildRequest;
-use super::staged::StagedUnits;
+use crate::facts::StagedUnits;
 use crate::plan::project::ProjectPlan;
 use crate::storage::{DockerConfig, RegistryClient, RegistryClientConfig, StagesStorage};
 

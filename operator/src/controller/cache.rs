@@ -7,14 +7,14 @@
 //! Reading base-image environments once per build generation also matches werf, which
 //! reads a base image's config once per build process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::plan::project::ProjectPlan;
 
 /// (base reference, platform) → the `Env` of its config.
-pub type BaseEnvs = HashMap<(String, String), BTreeMap<String, String>>;
+pub use crate::facts::BaseEnvs;
 
 /// What is remembered of one build.
 #[derive(Debug, Clone)]
@@ -153,7 +153,10 @@ mod tests {
         assert!(cache.plan("other", Some(1), "c1").is_none());
 
         let mut envs = BaseEnvs::new();
-        envs.insert(("alpine".into(), "linux/amd64".into()), BTreeMap::new());
+        envs.insert(
+            ("alpine".into(), "linux/amd64".into()),
+            std::collections::BTreeMap::new(),
+        );
         cache.store_envs("u", Some(1), "c1", envs);
         assert_eq!(cache.envs("u", Some(1), "c1").len(), 1);
         assert!(cache.envs("u", Some(2), "c1").is_empty());

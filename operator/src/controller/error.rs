@@ -122,6 +122,23 @@ impl From<crate::job::JobError> for Error {
     }
 }
 
+/// Build-time facts failures keep their meaning (a registry error, a base image no
+/// registry has, a source or Dockerfile error, an unsupported dependency).
+impl From<crate::facts::FactsError> for Error {
+    fn from(e: crate::facts::FactsError) -> Self {
+        use crate::facts::FactsError as F;
+        match e {
+            F::Storage { operation, source } => Error::Storage { operation, source },
+            F::BaseImageNotFound { message, source } => {
+                Error::BaseImageNotFound { message, source }
+            }
+            F::Plan(e) => Error::Plan(e),
+            F::Unsupported(message) => Error::Unsupported(message),
+            F::Internal(message) => Error::Internal(message),
+        }
+    }
+}
+
 impl From<kube::Error> for Error {
     fn from(e: kube::Error) -> Self {
         Error::Kube(e)

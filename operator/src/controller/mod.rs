@@ -9,7 +9,7 @@
 //! | validate: the spec parsed once into a typed [`request::BuildRequest`] | [`request`] | pure |
 //! | dereference: git Secret, revision → commit in the source mirror | [`source`] | I/O |
 //! | plan the pinned commit (cached per build generation in [`cache`]) | [`planning`] | I/O (git) |
-//! | build-time facts: base-image environments, stage image names, dependency build args | [`staged`], [`base_image`] | I/O (registry) |
+//! | build-time facts: base-image environments, stage image names, dependency build args, behind a [`crate::facts::FactSource`] (its own [`crate::facts::FactsError`]) | [`crate::facts`]; the digests to look up: [`staged`] | I/O (registry) / pure |
 //! | one pass per image × platform: [`observe`] (own pod, stages found), [`decide::decide`], [`act`] (locks, re-check, pod), orchestrated by [`building`] | [`observe`], [`decide`], [`act`], [`building`] | reads / **pure** / writes |
 //! | the builder job of a planned image × platform, the one dispatch on image kind | [`crate::job`] (its own [`crate::job::JobError`]) | pure |
 //! | werf.yaml `secrets:` checked against `spec.buildSecrets` and their Secrets | [`secrets`] | I/O |
@@ -28,7 +28,6 @@
 //! error shows `Planning`, a publish retried so shows `Publishing`.
 
 pub mod act;
-pub mod base_image;
 pub mod building;
 pub mod cache;
 pub mod children;
@@ -190,9 +189,20 @@ async fn building_step(
     };
     let storage = building::connect_storage(ib, ctx, request).await?;
     let mut envs = ctx.cache.envs(&uid, generation, &commit);
-    let staged = staged::resolve(ib, request, &mut plan, &storage, &mirror, &mut envs).await;
+    let registry = crate::facts::RegistryFacts {
+        storage: &storage,
+        mirrors: &ib.spec.registry_mirrors,
+    };
+    let staged = crate::facts::resolve(
+        &mut plan,
+        request.staged_mode,
+        &registry,
+        &mirror,
+        &mut envs,
+    )
+    .await;
     ctx.cache.store_envs(&uid, generation, &commit, envs);
-    let staged = staged?;
+    let staged = staged.map_err(Error::from)?;
     let progress = building::advance(ib, ctx, request, &plan, &storage, &staged).await?;
     if progress.set < plan.sets.sets.len() {
         let message = format!(

@@ -187,7 +187,7 @@ async fn building_step(
             (resolved.mirror, plan)
         }
     };
-    let storage = building::connect_storage(ib, ctx, request).await?;
+    let storage = building::connect_storage(ib, ctx, request, &commit).await?;
     let mut envs = ctx.cache.envs(&uid, generation, &commit);
     let registry = crate::facts::RegistryFacts {
         storage: &storage,

@@ -143,6 +143,7 @@ impl Fixture {
             cache_version: None,
             staged,
             platform,
+            digest_mode: kiln_operator::digest::DigestMode::Werf,
         };
         dockerfile_image_stages_with(&tree, &input, inputs).unwrap()
     }
@@ -467,6 +468,7 @@ async fn dependency_build_args_come_from_the_published_dependency() {
         cache_version: None,
         staged: StagedMode::NonStaged,
         platform: PLATFORM,
+        digest_mode: kiln_operator::digest::DigestMode::Werf,
     };
     let planned = dockerfile_image_stages_with(&tree, &input, &Offline).unwrap();
     assert_eq!(&app_tag[..56], planned[0].digest);

@@ -244,6 +244,7 @@ fn multi_stage_targets_list_dependencies_first_and_are_provisional_offline() {
         cache_version: None,
         staged: owned.staged,
         platform: &owned.platform,
+        digest_mode: kiln_operator::digest::DigestMode::Werf,
     };
     let known = dockerfile_image_stages_with(&r.tree(None), &input, &Known).unwrap();
     assert!(known.iter().all(|s| !s.provisional));

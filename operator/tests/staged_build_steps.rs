@@ -35,6 +35,7 @@ fn stages_with(img: &Img, tree: &GitTree, inputs: &dyn StagedInputs) -> Vec<Plan
         cache_version: img.cache_version.as_deref(),
         staged: img.staged,
         platform: &img.platform,
+        digest_mode: kiln_operator::digest::DigestMode::Werf,
     };
     dockerfile_image_stages_with(tree, &input, inputs).unwrap()
 }

@@ -11,6 +11,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use kiln_operator::config::Platform;
+use kiln_operator::digest::DigestMode;
 use kiln_operator::plan::project::{
     ImageBuildKind, PlanRequest, ProjectPlan, StagedDockerfileVersion, plan_project,
 };
@@ -33,6 +34,25 @@ pub enum StagedVersion {
     V1,
     /// v1 plus a separate FROM stage.
     V2,
+}
+
+/// `--digest-mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DigestModeArg {
+    /// Byte-identical to werf v2 (the default).
+    Werf,
+    /// Also hash what werf leaves out (file modes and paths, heredoc bodies, quoting, stages
+    /// reached through `FROM ${ARG}`), under a salt of its own.
+    Strict,
+}
+
+impl From<DigestModeArg> for DigestMode {
+    fn from(arg: DigestModeArg) -> DigestMode {
+        match arg {
+            DigestModeArg::Werf => DigestMode::Werf,
+            DigestModeArg::Strict => DigestMode::Strict,
+        }
+    }
 }
 
 /// Flags of `kiln-operator plan`.
@@ -58,6 +78,9 @@ pub struct Args {
         env = "WERF_STAGED_DOCKERFILE_VERSION"
     )]
     pub staged_dockerfile_version: StagedVersion,
+    /// What stage digests hash: `werf` (werf-identical) or `strict`.
+    #[arg(long, value_enum, default_value = "werf")]
+    pub digest_mode: DigestModeArg,
     /// Build the images of a set at the same time (false: one image per set).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub parallel: bool,
@@ -98,6 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             parallel: args.parallel,
             tasks_limit: args.parallel_tasks_limit,
         },
+        digest_mode: args.digest_mode.into(),
     };
     let plan = plan_project(&tree, &request)?;
     let out = match args.output {

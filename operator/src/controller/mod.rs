@@ -72,6 +72,8 @@ pub struct Settings {
     pub lock_namespace: String,
     /// Registries (`host[:port]`) reached over plain HTTP (loopback ones always are).
     pub insecure_registries: Vec<String>,
+    /// Stage digest mode of builds whose spec sets none (`--digest-mode`).
+    pub digest_mode: crate::digest::DigestMode,
 }
 
 /// Everything a reconcile needs, shared by all reconciles.
@@ -268,7 +270,8 @@ async fn building_step(
         .clone()
         .ok_or_else(|| Error::Internal("Building without a commit in the status".into()))?;
     let resolved = source::resolve(ib, ctx, Some(&commit)).await?;
-    let mut plan = planning::plan(ib, &resolved.mirror, &commit).await?;
+    let mut plan =
+        planning::plan(ib, &resolved.mirror, &commit, ctx.settings.digest_mode).await?;
     let storage = building::connect_storage(ib, ctx).await?;
     let staged = staged::resolve(ib, &mut plan, &storage, &resolved.mirror).await?;
     let progress = building::advance(ib, ctx, &plan.config, &plan, &storage, &staged).await?;

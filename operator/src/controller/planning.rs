@@ -37,9 +37,17 @@ pub fn spec_platforms(ib: &ImageBuild) -> Result<Vec<Platform>, Error> {
 /// from `spec.config.path` in the commit (default `werf.yaml`, then `werf.yml`) or is
 /// `spec.config.inline` (its Dockerfiles and files still come from the commit).
 ///
+/// Stage digests are computed in `spec.digestMode`, else in `default_digest_mode`.
+///
 /// Errors: [`Error::InvalidSpec`] for a bad `spec.config`, [`Error::InvalidPlatform`],
 /// [`Error::Plan`].
-pub async fn plan(ib: &ImageBuild, mirror: &Path, commit: &str) -> Result<ProjectPlan, Error> {
+pub async fn plan(
+    ib: &ImageBuild,
+    mirror: &Path,
+    commit: &str,
+    default_digest_mode: crate::digest::DigestMode,
+) -> Result<ProjectPlan, Error> {
+    let digest_mode = ib.spec.digest_mode.unwrap_or(default_digest_mode);
     let (config_path, inline_config) = match ib.spec.config_source() {
         Ok(ConfigSource::Default) => ("werf.yaml".to_owned(), None),
         Ok(ConfigSource::Path(p)) => (p.to_owned(), None),
@@ -68,6 +76,7 @@ pub async fn plan(ib: &ImageBuild, mirror: &Path, commit: &str) -> Result<Projec
             platforms: &platforms,
             staged_dockerfile_version: staged,
             parallel,
+            digest_mode,
         };
         plan_project(&tree, &request).map_err(Error::Plan)
     })
@@ -91,7 +100,7 @@ pub async fn plan_step(
     current: &ImageBuildStatus,
 ) -> Result<Action, Error> {
     let resolved = source::resolve(ib, ctx, current.commit.as_deref()).await?;
-    let plan = plan(ib, &resolved.mirror, &resolved.commit).await?;
+    let plan = plan(ib, &resolved.mirror, &resolved.commit, ctx.settings.digest_mode).await?;
     // A missing build secret ends the build here, before any builder pod.
     super::secrets::check(&ib.spec, &plan.config, plan.sets.images())?;
     super::secrets::check_sources(ib, ctx, &plan.config, plan.sets.images()).await?;

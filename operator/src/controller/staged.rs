@@ -165,6 +165,7 @@ struct UnitInput {
     cache_version: Option<String>,
     mode: StagedMode,
     platform: String,
+    digest_mode: crate::digest::DigestMode,
 }
 
 impl UnitInput {
@@ -183,6 +184,7 @@ impl UnitInput {
             cache_version: self.cache_version.as_deref(),
             staged: self.mode,
             platform: &self.platform,
+            digest_mode: self.digest_mode,
         };
         let recording = Recording {
             facts,
@@ -226,6 +228,7 @@ pub async fn resolve(
         images,
         config,
         commit,
+        digest_mode,
         ..
     } = plan;
     for index in 0..images.len() {
@@ -274,6 +277,7 @@ pub async fn resolve(
             cache_version: config.effective_cache_version(image).map(str::to_owned),
             mode,
             platform: unit.platform.to_string(),
+            digest_mode: *digest_mode,
         };
         let stages = resolve_unit(ib, storage, &input).await?;
         images[index].stages = resolved_stage_plans(&stages);

@@ -3,15 +3,18 @@
 //!
 //! A stage digest is SHA3-224 (56 lowercase hex) over the `:::`-joined parts
 //! 1. the target platform, only when it is not `linux/amd64`;
-//! 2. the salt `"1.2"`;
-//! 3. the stage name (`dockerfile`; staged: `FROM`, `run`, `copy`, ...);
+//! 2. the salt: werf's `"1.2"`, or [`STRICT_SALT`] in [`DigestMode::Strict`];
+//! 3. the stage name (`dockerfile`; staged: `FROM`, or the instruction keyword as written in the
+//!    Dockerfile: `RUN`, `copy`, `Expose`, ...);
 //! 4. the stage's dependencies string (a SHA-256 hex of its inputs, see [`full`], [`staged`]);
 //! 5. for a stage after another: the previous stage's digest and its next-stage dependencies
 //!    (always `""` for Dockerfile stages);
 //! 6. staged v1 only, on the first stage of each Dockerfile stage: the base image reference.
 //!
-//! Kiln deviations from werf (inputs werf leaves out although they change the image) are listed
-//! in `docs/werf-compatibility.md`.
+//! [`DigestMode::Werf`] (the default) reproduces werf byte for byte. [`DigestMode::Strict`]
+//! also hashes the inputs werf leaves out although they change the image (listed in
+//! `docs/werf-compatibility.md`) and uses its own salt, so that a strict digest never equals a
+//! werf one and the two modes never share a stage.
 
 pub mod context;
 pub mod full;
@@ -27,8 +30,23 @@ use sha3::Sha3_224;
 use crate::dockerfile::{Dockerfile, DockerfileError};
 use crate::source::{GitTree, SourceError, clean_repo_path, join_path};
 
+pub use kiln_crds::imagebuild::DigestMode;
+
 /// werf's stage digest version salt (`werf: pkg/image/const.go BuildCacheVersion`).
 pub const BUILD_CACHE_VERSION: &str = "1.2";
+
+/// The salt of [`DigestMode::Strict`] digests in place of [`BUILD_CACHE_VERSION`]. werf's
+/// first part is `"1.2"` or a platform (`os/arch[/variant]`), never this text, so no werf
+/// preimage equals a strict one and the two kinds of digest cannot collide.
+pub const STRICT_SALT: &str = "1.2+kiln-strict";
+
+/// The salt part of the formula for a mode.
+pub fn digest_salt(mode: DigestMode) -> &'static str {
+    match mode {
+        DigestMode::Werf => BUILD_CACHE_VERSION,
+        DigestMode::Strict => STRICT_SALT,
+    }
+}
 
 /// werf's `Sha3_224Hash`: SHA3-224 hex (56 chars) over the `:::`-joined parts.
 pub fn sha3_224_hex(parts: &[&str]) -> String {
@@ -53,11 +71,30 @@ pub fn stage_digest(
     prev: Option<(&str, &str)>,
     base_image: Option<&str>,
 ) -> String {
+    stage_digest_in(
+        DigestMode::Werf,
+        platform,
+        stage_name,
+        dependencies,
+        prev,
+        base_image,
+    )
+}
+
+/// [`stage_digest`] with the salt of `mode`.
+pub fn stage_digest_in(
+    mode: DigestMode,
+    platform: &str,
+    stage_name: &str,
+    dependencies: &str,
+    prev: Option<(&str, &str)>,
+    base_image: Option<&str>,
+) -> String {
     let mut parts: Vec<&str> = Vec::new();
     if !platform.is_empty() && platform != "linux/amd64" {
         parts.push(platform);
     }
-    parts.push(BUILD_CACHE_VERSION);
+    parts.push(digest_salt(mode));
     parts.push(stage_name);
     parts.push(dependencies);
     if let Some((digest, next)) = prev {
@@ -106,12 +143,14 @@ pub struct DockerfileImageInput<'a> {
     pub staged: StagedMode,
     /// Target platform, e.g. `linux/amd64`.
     pub platform: &'a str,
+    /// werf-identical or strict digests.
+    pub digest_mode: DigestMode,
 }
 
 /// One stage of an image, in build order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedStage {
-    /// werf stage name: `dockerfile`; staged: `FROM`, `run`, `copy`, ...
+    /// werf stage name: `dockerfile`; staged: `FROM` or the keyword as written (`RUN`, `copy`)
     pub name: String,
     /// Stage digest: 56 lowercase hex (SHA3-224).
     pub digest: String,
@@ -321,7 +360,14 @@ pub fn dockerfile_image_stages(
             let platform = loaded.platform.format();
             Ok(vec![PlannedStage {
                 name: "dockerfile".to_string(),
-                digest: stage_digest(&platform, "dockerfile", &deps, None, None),
+                digest: stage_digest_in(
+                    input.digest_mode,
+                    &platform,
+                    "dockerfile",
+                    &deps,
+                    None,
+                    None,
+                ),
                 instruction: None,
                 dockerfile_stage: None,
                 werf_image: None,

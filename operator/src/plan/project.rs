@@ -18,7 +18,9 @@ use crate::config::{ConfigError, ImageConfig, ImageKind, Platform, StapelImage, 
 use crate::digest::stapel::{
     Known, Offline, StapelBase, StapelImageInput, StapelInputs, content_digest, stapel_image_stages,
 };
-use crate::digest::{DigestError, DockerfileImageInput, StagedMode, dockerfile_image_stages};
+use crate::digest::{
+    DigestError, DigestMode, DockerfileImageInput, StagedMode, dockerfile_image_stages,
+};
 use crate::dockerfile::{Dockerfile, DockerfileError};
 use crate::source::{GitTree, SourceError, clean_repo_path};
 
@@ -49,6 +51,8 @@ pub struct PlanRequest<'a> {
     pub staged_dockerfile_version: StagedDockerfileVersion,
     /// `--parallel` / `--parallel-tasks-limit`.
     pub parallel: ParallelOptions,
+    /// werf-identical or strict stage digests.
+    pub digest_mode: DigestMode,
 }
 
 impl Default for PlanRequest<'_> {
@@ -60,6 +64,7 @@ impl Default for PlanRequest<'_> {
             platforms: &[],
             staged_dockerfile_version: StagedDockerfileVersion::V1,
             parallel: ParallelOptions::default(),
+            digest_mode: DigestMode::Werf,
         }
     }
 }
@@ -84,6 +89,8 @@ pub struct ProjectPlan {
     /// Each planned image × platform, in build order (set by set, werf.yaml order inside a
     /// set, platforms in their configured order).
     pub images: Vec<ImagePlan>,
+    /// The digest mode the stage digests were computed in.
+    pub digest_mode: DigestMode,
 }
 
 /// How an image is built.
@@ -262,13 +269,22 @@ pub fn plan_project_with(
                         cache_version: config.effective_cache_version(image),
                         staged: mode,
                         platform: &platform_text,
+                        digest_mode: request.digest_mode,
                     };
                     let stages = dockerfile_stages(tree, image, &input)?;
                     (kind, stages)
                 }
                 ImageKind::Stapel(s) => {
-                    let (stages, last) =
-                        stapel_stages(tree, &config, image, s, &platform, &content, stapel_inputs)?;
+                    let (stages, last) = stapel_stages(
+                        tree,
+                        &config,
+                        image,
+                        s,
+                        &platform,
+                        &content,
+                        stapel_inputs,
+                        request.digest_mode,
+                    )?;
                     content.insert((image.name.clone(), platform.clone()), last);
                     (ImageBuildKind::Stapel, stages)
                 }
@@ -298,6 +314,7 @@ pub fn plan_project_with(
         config,
         sets,
         images,
+        digest_mode: request.digest_mode,
     })
 }
 
@@ -471,6 +488,7 @@ fn stapel_stages(
     platform: &Platform,
     content: &HashMap<(String, Platform), Known>,
     inputs: &dyn StapelInputs,
+    digest_mode: DigestMode,
 ) -> Result<(Vec<StagePlan>, Known), ProjectPlanError> {
     let werf_base = stapel
         .from_image
@@ -502,6 +520,7 @@ fn stapel_stages(
         image_spec: stapel.image_spec.is_some()
             || (image.is_final() && config.build.image_spec.is_some()),
         platform: &platform_text,
+        digest_mode,
     };
     let stages = stapel_image_stages(tree, &input, inputs)?;
     let last = stages

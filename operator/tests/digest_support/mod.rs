@@ -149,6 +149,7 @@ impl Img {
             cache_version: self.cache_version.as_deref(),
             staged: self.staged,
             platform: &self.platform,
+            digest_mode: kiln_operator::digest::DigestMode::Werf,
         };
         dockerfile_image_stages(tree, &input)
     }

@@ -58,6 +58,7 @@ fn input<'a>(cfg: &'a StapelImage, base: StapelBase, platform: &'a str) -> Stape
         base,
         image_spec: false,
         platform,
+        digest_mode: DigestMode::Werf,
     }
 }
 
@@ -464,21 +465,21 @@ fn stage_dependencies_checksum_below_add_respects_excludes() {
     // expected = sha256(ls)
     assert_eq!(
         mapping
-            .stage_dependencies_checksum(&r.tree, git::UserStage::Install)
+            .stage_dependencies_checksum(&r.tree, git::UserStage::Install, DigestMode::Werf)
             .unwrap(),
         "d129568b128d6de6cded2b358b9b87529cac7cd0da580b4c9798fb25352f0c9b"
     );
     // A glob selecting nothing adds nothing: sha256(ls of package.json alone).
     assert_eq!(
         mapping
-            .stage_dependencies_checksum(&r.tree, git::UserStage::BeforeSetup)
+            .stage_dependencies_checksum(&r.tree, git::UserStage::BeforeSetup, DigestMode::Werf)
             .unwrap(),
         "20d0c9a7ede3523e97b274490cabf613f7d322c92d8230dbf20fec1064568c51"
     );
     // Nothing selected at all still hashes: sha256("") (werf only warns).
     assert_eq!(
         mapping
-            .stage_dependencies_checksum(&r.tree, git::UserStage::Setup)
+            .stage_dependencies_checksum(&r.tree, git::UserStage::Setup, DigestMode::Werf)
             .unwrap(),
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );

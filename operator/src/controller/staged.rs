@@ -406,6 +406,7 @@ fn resolved_stage_plans(stages: &[PlannedStage]) -> Vec<StagePlan> {
                 Vec::new()
             },
             built_by: None,
+            werf_image: s.werf_image.clone(),
         })
         .collect()
 }

@@ -91,6 +91,10 @@ pub struct ProjectPlan {
     pub images: Vec<ImagePlan>,
     /// The digest mode the stage digests were computed in.
     pub digest_mode: DigestMode,
+    /// Staged Dockerfile images that need other Dockerfile stages: werf.yaml image name →
+    /// its werf images (`<image>/stage/<name>` ..., the image last) with their build levels
+    /// (see [`crate::digest::staged::stage_images`]).
+    pub stage_images: BTreeMap<String, Vec<(String, usize)>>,
 }
 
 /// How an image is built.
@@ -142,6 +146,10 @@ pub struct StagePlan {
     /// When another image × platform earlier in build order builds this same stage (same
     /// digest): its image name and platform. The stage is planned once.
     pub built_by: Option<(String, Platform)>,
+    /// Staged Dockerfile stages: the werf image the stage belongs to, the image itself for its
+    /// target Dockerfile stage, `<image>/stage/<name>` for a stage it needs (see
+    /// [`super::stage_images`]). `None` for other kinds of image.
+    pub werf_image: Option<String>,
 }
 
 /// Errors planning a project; each names the file, image or revision concerned.
@@ -220,7 +228,7 @@ pub fn plan_project_with(
         Some(text) => WerfConfig::parse(INLINE_CONFIG_NAME, text)?,
         None => read_config(tree, request.config_path)?,
     };
-    let targets = dockerfile_targets(tree, &config)?;
+    let (targets, stage_images) = dockerfile_targets(tree, &config)?;
     let graph = ImageGraph::from_config(&config, &targets)?;
     let sets = build_sets(&graph, request.images, request.parallel)?;
 
@@ -315,6 +323,7 @@ pub fn plan_project_with(
         sets,
         images,
         digest_mode: request.digest_mode,
+        stage_images,
     })
 }
 
@@ -352,11 +361,16 @@ fn read_config(tree: &GitTree, path: &str) -> Result<WerfConfig, ProjectPlanErro
     Ok(WerfConfig::parse(path, &text)?)
 }
 
-/// Parses each Dockerfile once and describes every Dockerfile image's target for the DAG.
+/// Werf images of staged images, see [`ProjectPlan::stage_images`].
+type StageImages = BTreeMap<String, Vec<(String, usize)>>;
+
+/// Parses each Dockerfile once and describes every Dockerfile image's target for the DAG, and
+/// the werf images of each staged image that needs other Dockerfile stages.
 fn dockerfile_targets(
     tree: &GitTree,
     config: &WerfConfig,
-) -> Result<Vec<DockerfileTarget>, ProjectPlanError> {
+) -> Result<(Vec<DockerfileTarget>, StageImages), ProjectPlanError> {
+    let mut stage_images = StageImages::new();
     let mut parsed: HashMap<String, Dockerfile> = HashMap::new();
     let mut targets = Vec::new();
     for (index, image) in config.images.iter().enumerate() {
@@ -389,6 +403,12 @@ fn dockerfile_targets(
                 image: image.name.clone(),
                 source,
             })?;
+        if config.effective_staged(image) {
+            let split = crate::digest::staged::stage_images(dockerfile, &image.name, target);
+            if split.len() > 1 {
+                stage_images.insert(image.name.clone(), split);
+            }
+        }
         // Stages only refer to earlier stages, so names up to the target cover every need.
         let stage_names = (0..=target)
             .map(|i| dockerfile.stage_name(i).map(str::to_string))
@@ -402,7 +422,7 @@ fn dockerfile_targets(
             stage_names,
         });
     }
-    Ok(targets)
+    Ok((targets, stage_images))
 }
 
 /// Stages of one Dockerfile image × platform; with dependency imports, digests that depend on
@@ -473,6 +493,7 @@ fn dockerfile_stages(
             instruction: stage.instruction,
             pending_on: if pending { waits.clone() } else { Vec::new() },
             built_by: None,
+            werf_image: stage.werf_image,
         })
         .collect())
 }
@@ -543,6 +564,7 @@ fn stapel_stages(
             digest: s.digest,
             instruction: None,
             built_by: None,
+            werf_image: None,
         })
         .collect();
     Ok((plans, last))

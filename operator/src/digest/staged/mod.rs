@@ -48,7 +48,7 @@ use super::{
     stage_digest_in,
 };
 use crate::dockerfile::shell::{self, Env};
-use crate::dockerfile::{Args, Command, Instruction, Stage};
+use crate::dockerfile::{Args, Command, Dockerfile, Instruction, Stage};
 use crate::source::ls_tree::LsTreeEntry;
 use kiln_crds::job::Instruction as JobInstruction;
 
@@ -200,14 +200,32 @@ impl Ctx<'_, '_> {
     }
 
     fn werf_image_name(&self, stage: &Stage, is_target: bool) -> String {
-        if is_target {
-            return self.input.image.to_string();
-        }
-        match &stage.name {
-            Some(n) => format!("{}/stage/{n}", self.input.image),
-            None => format!("{}/stage{}", self.input.image, stage.index),
-        }
+        stage_werf_image(self.input.image, stage, is_target)
     }
+}
+
+/// The werf image a Dockerfile stage of a staged image `image` becomes (werf:
+/// `mapDockerfileToImagesSets`): `image` itself for the target, `<image>/stage/<name>` for a
+/// named stage, `<image>/stage<index>` for an unnamed one.
+pub fn stage_werf_image(image: &str, stage: &Stage, is_target: bool) -> String {
+    if is_target {
+        return image.to_string();
+    }
+    match &stage.name {
+        Some(n) => format!("{image}/stage/{n}"),
+        None => format!("{image}/stage{}", stage.index),
+    }
+}
+
+/// The werf images of staged image `image` with target stage `target`, in build order, each
+/// with its build level (0 = built first; the target has the highest). A Dockerfile stage the
+/// target reaches through `FROM <stage>`, `COPY --from` or `RUN --mount from=` is an image of
+/// its own, built in an earlier build set.
+pub fn stage_images(df: &Dockerfile, image: &str, target: usize) -> Vec<(String, usize)> {
+    order::build_levels(df, target)
+        .into_iter()
+        .map(|(i, level)| (stage_werf_image(image, &df.stages[i], i == target), level))
+        .collect()
 }
 
 /// The state one Dockerfile stage's instructions share: its variables so far and whether a

@@ -1,7 +1,7 @@
 //! The build order of a staged image's Dockerfile stages: each stage after every stage it
 //! needs (werf builds the deeper image sets first), starting from the target.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dockerfile::Dockerfile;
 
@@ -11,6 +11,27 @@ pub(super) fn build_order(df: &Dockerfile, target: usize) -> Vec<usize> {
     let mut visiting = BTreeSet::new();
     visit(df, target, &mut order, &mut visiting);
     order
+}
+
+/// The build level of each Dockerfile stage in [`build_order`]: 0 for a stage that needs no
+/// other, else one more than the deepest stage it needs. werf builds each level's images in
+/// one build set, before the next level's.
+pub(super) fn build_levels(df: &Dockerfile, target: usize) -> Vec<(usize, usize)> {
+    let mut levels: BTreeMap<usize, usize> = BTreeMap::new();
+    build_order(df, target)
+        .into_iter()
+        .map(|i| {
+            let level = df
+                .direct_stage_dependencies(i)
+                .iter()
+                .filter_map(|d| levels.get(d))
+                .map(|l| l + 1)
+                .max()
+                .unwrap_or(0);
+            levels.insert(i, level);
+            (i, level)
+        })
+        .collect()
 }
 
 fn visit(df: &Dockerfile, i: usize, order: &mut Vec<usize>, visiting: &mut BTreeSet<usize>) {

@@ -91,15 +91,15 @@ fn instruction_stages_carry_the_expanded_instruction() {
     assert_eq!(
         names,
         [
-            "env",
-            "label",
-            "copy",
-            "run",
-            "workdir",
-            "user",
-            "expose",
-            "cmd",
-            "healthcheck"
+            "ENV",
+            "LABEL",
+            "COPY",
+            "RUN",
+            "WORKDIR",
+            "USER",
+            "EXPOSE",
+            "CMD",
+            "HEALTHCHECK"
         ]
     );
     // Only the first stage has a base: the FROM after expanding the meta ARG.

@@ -270,8 +270,7 @@ async fn building_step(
         .clone()
         .ok_or_else(|| Error::Internal("Building without a commit in the status".into()))?;
     let resolved = source::resolve(ib, ctx, Some(&commit)).await?;
-    let mut plan =
-        planning::plan(ib, &resolved.mirror, &commit, ctx.settings.digest_mode).await?;
+    let mut plan = planning::plan(ib, &resolved.mirror, &commit, ctx.settings.digest_mode).await?;
     let storage = building::connect_storage(ib, ctx).await?;
     let staged = staged::resolve(ib, &mut plan, &storage, &resolved.mirror).await?;
     let progress = building::advance(ib, ctx, &plan.config, &plan, &storage, &staged).await?;

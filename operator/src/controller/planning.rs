@@ -100,7 +100,13 @@ pub async fn plan_step(
     current: &ImageBuildStatus,
 ) -> Result<Action, Error> {
     let resolved = source::resolve(ib, ctx, current.commit.as_deref()).await?;
-    let plan = plan(ib, &resolved.mirror, &resolved.commit, ctx.settings.digest_mode).await?;
+    let plan = plan(
+        ib,
+        &resolved.mirror,
+        &resolved.commit,
+        ctx.settings.digest_mode,
+    )
+    .await?;
     // A missing build secret ends the build here, before any builder pod.
     super::secrets::check(&ib.spec, &plan.config, plan.sets.images())?;
     super::secrets::check_sources(ib, ctx, &plan.config, plan.sets.images()).await?;

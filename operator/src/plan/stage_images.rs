@@ -55,7 +55,10 @@ pub fn werf_images(images: &[ImagePlan]) -> Vec<WerfImage<'_>> {
 /// levels, the level-0 stage images (and the images without stage images) first, each image
 /// in the set of its level (`stage_images`: werf.yaml image → its werf images with levels, see
 /// [`crate::digest::staged::stage_images`]). Not parallel: one image per set, in that order.
-pub fn werf_sets(sets: &BuildSets, stage_images: &BTreeMap<String, Vec<(String, usize)>>) -> Vec<Vec<String>> {
+pub fn werf_sets(
+    sets: &BuildSets,
+    stage_images: &BTreeMap<String, Vec<(String, usize)>>,
+) -> Vec<Vec<String>> {
     let mut out: Vec<Vec<String>> = Vec::new();
     for set in &sets.sets {
         let mut levels: Vec<Vec<String>> = Vec::new();
@@ -122,7 +125,10 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            werf_sets(&sets(&[&["renderer", "renderer-slim"]], true), &stage_images),
+            werf_sets(
+                &sets(&[&["renderer", "renderer-slim"]], true),
+                &stage_images
+            ),
             vec![
                 vec!["renderer/stage/build", "renderer-slim/stage/build"],
                 vec!["renderer", "renderer-slim"]

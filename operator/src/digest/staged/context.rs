@@ -53,7 +53,11 @@ impl Ctx<'_, '_> {
     }
 
     /// werf's `CalculateGlobsChecksum` over the context; an unmatched glob is an error.
-    pub(super) fn globs_checksum(&mut self, globs: &[String], line: usize) -> Result<String, DigestError> {
+    pub(super) fn globs_checksum(
+        &mut self,
+        globs: &[String],
+        line: usize,
+    ) -> Result<String, DigestError> {
         let image = self.input.image.to_string();
         let file = self.loaded.context.dockerfile_path.clone();
         let context = if self.loaded.context.context.is_empty() {

@@ -107,7 +107,13 @@ pub(super) fn step(
     })
 }
 
-fn push_common(deps: &mut Vec<String>, sources: &[String], dest: &str, chown: String, chmod: String) {
+fn push_common(
+    deps: &mut Vec<String>,
+    sources: &[String],
+    dest: &str,
+    chown: String,
+    chmod: String,
+) {
     deps.push("Sources".into());
     deps.extend(sources.iter().cloned());
     deps.extend([

@@ -21,101 +21,101 @@ pub(super) fn step(
 ) -> Result<Step, DigestError> {
     let line = ins.line;
     let mut deps: Vec<String> = Vec::new();
-        let mut env: BTreeMap<String, String> = sc.expansion_base.clone();
-        env.extend(sc.args.clone());
-        env.extend(sc.envs.clone());
-        env.extend(cx.input.dependency_args.clone());
-        let mut sorted: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        sorted.sort();
-        deps.push("Env".into());
-        deps.extend(sorted);
-        let (cmd, prepend) = command_parts(&r.command);
-        deps.push("Command".into());
-        deps.extend(cmd);
-        deps.extend([
-            "PrependShell".to_string(),
-            prepend.to_string(),
-            "Network".into(),
-            r.network.clone().unwrap_or_else(|| "default".into()),
-            "Security".into(),
-            r.security.clone().unwrap_or_else(|| "sandbox".into()),
-        ]);
-        let mut bind_sources = Vec::new();
-        if !r.mounts.is_empty() {
-            deps.push("Mounts".into());
-            for m in &r.mounts {
-                let ty = m.mount_type().to_string();
-                let from = m.from().unwrap_or("").to_string();
-                let source = m.source().unwrap_or("").to_string();
-                let target = m.target().unwrap_or("").to_string();
-                let ro_default = ty == "bind";
-                let ro = m
-                    .fields
+    let mut env: BTreeMap<String, String> = sc.expansion_base.clone();
+    env.extend(sc.args.clone());
+    env.extend(sc.envs.clone());
+    env.extend(cx.input.dependency_args.clone());
+    let mut sorted: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    sorted.sort();
+    deps.push("Env".into());
+    deps.extend(sorted);
+    let (cmd, prepend) = command_parts(&r.command);
+    deps.push("Command".into());
+    deps.extend(cmd);
+    deps.extend([
+        "PrependShell".to_string(),
+        prepend.to_string(),
+        "Network".into(),
+        r.network.clone().unwrap_or_else(|| "default".into()),
+        "Security".into(),
+        r.security.clone().unwrap_or_else(|| "sandbox".into()),
+    ]);
+    let mut bind_sources = Vec::new();
+    if !r.mounts.is_empty() {
+        deps.push("Mounts".into());
+        for m in &r.mounts {
+            let ty = m.mount_type().to_string();
+            let from = m.from().unwrap_or("").to_string();
+            let source = m.source().unwrap_or("").to_string();
+            let target = m.target().unwrap_or("").to_string();
+            let ro_default = ty == "bind";
+            let ro = m
+                .fields
+                .iter()
+                .rev()
+                .find_map(|(k, v)| match k.as_str() {
+                    "ro" | "readonly" => Some(v.is_empty() || v == "true"),
+                    "rw" | "readwrite" => Some(!(v.is_empty() || v == "true")),
+                    _ => None,
+                })
+                .unwrap_or(ro_default);
+            let field = |n: &str| {
+                m.fields
                     .iter()
                     .rev()
-                    .find_map(|(k, v)| match k.as_str() {
-                        "ro" | "readonly" => Some(v.is_empty() || v == "true"),
-                        "rw" | "readwrite" => Some(!(v.is_empty() || v == "true")),
-                        _ => None,
-                    })
-                    .unwrap_or(ro_default);
-                let field = |n: &str| {
-                    m.fields
-                        .iter()
-                        .rev()
-                        .find(|(k, _)| k == n)
-                        .map(|(_, v)| v.clone())
-                };
-                let sharing = field("sharing").unwrap_or_else(|| {
-                    if ty == "cache" {
-                        "shared".into()
-                    } else {
-                        String::new()
-                    }
-                });
-                deps.extend([
-                    "Type".to_string(),
-                    ty.clone(),
-                    "From".into(),
-                    from.clone(),
-                    "Source".into(),
-                    source.clone(),
-                    "Target".into(),
-                    target,
-                    "ReadOnly".into(),
-                    ro.to_string(),
-                    "CacheID".into(),
-                    field("id").unwrap_or_default(),
-                    "CacheSharing".into(),
-                    sharing,
-                    "Required".into(),
-                    field("required")
-                        .map(|v| v.is_empty() || v == "true")
-                        .unwrap_or(false)
-                        .to_string(),
-                ]);
-                for (k, label) in [("mode", "Mode"), ("uid", "UID"), ("gid", "GID")] {
-                    if let Some(v) = field(k) {
-                        let n = if k == "mode" {
-                            u32::from_str_radix(&v, 8)
-                                .map(|n| n.to_string())
-                                .unwrap_or(v)
-                        } else {
-                            v
-                        };
-                        deps.push(label.into());
-                        deps.push(n);
-                    }
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+            };
+            let sharing = field("sharing").unwrap_or_else(|| {
+                if ty == "cache" {
+                    "shared".into()
+                } else {
+                    String::new()
                 }
-                if ty == "bind" && from.is_empty() && !source.is_empty() {
-                    bind_sources.push(source);
+            });
+            deps.extend([
+                "Type".to_string(),
+                ty.clone(),
+                "From".into(),
+                from.clone(),
+                "Source".into(),
+                source.clone(),
+                "Target".into(),
+                target,
+                "ReadOnly".into(),
+                ro.to_string(),
+                "CacheID".into(),
+                field("id").unwrap_or_default(),
+                "CacheSharing".into(),
+                sharing,
+                "Required".into(),
+                field("required")
+                    .map(|v| v.is_empty() || v == "true")
+                    .unwrap_or(false)
+                    .to_string(),
+            ]);
+            for (k, label) in [("mode", "Mode"), ("uid", "UID"), ("gid", "GID")] {
+                if let Some(v) = field(k) {
+                    let n = if k == "mode" {
+                        u32::from_str_radix(&v, 8)
+                            .map(|n| n.to_string())
+                            .unwrap_or(v)
+                    } else {
+                        v
+                    };
+                    deps.push(label.into());
+                    deps.push(n);
                 }
             }
+            if ty == "bind" && from.is_empty() && !source.is_empty() {
+                bind_sources.push(source);
+            }
         }
-        if !bind_sources.is_empty() {
-            deps.push("SourcesChecksum".into());
-            deps.push(cx.globs_checksum(&bind_sources, line)?);
-        }
+    }
+    if !bind_sources.is_empty() {
+        deps.push("SourcesChecksum".into());
+        deps.push(cx.globs_checksum(&bind_sources, line)?);
+    }
     Ok(Step {
         deps,
         text: None,

@@ -15,11 +15,12 @@ use super::{
     build_sets, planned_once,
 };
 use crate::config::{ConfigError, ImageConfig, ImageKind, Platform, StapelImage, WerfConfig};
+use crate::digest::staged::StagedInputs;
 use crate::digest::stapel::{
     Known, Offline, StapelBase, StapelImageInput, StapelInputs, content_digest, stapel_image_stages,
 };
 use crate::digest::{
-    DigestError, DigestMode, DockerfileImageInput, StagedMode, dockerfile_image_stages,
+    DigestError, DigestMode, DockerfileImageInput, StagedMode, dockerfile_image_stages_with,
 };
 use crate::dockerfile::{Dockerfile, DockerfileError};
 use crate::source::{GitTree, SourceError, clean_repo_path};
@@ -215,6 +216,31 @@ pub fn plan_project(
     plan_project_with(tree, request, &Offline)
 }
 
+/// Values of dependency imports (`dependencies[].imports[]`) known once the dependency is built.
+pub trait ImportValues {
+    /// The value of import `kind` (`ImageName`, `ImageRepo`, `ImageTag`, `ImageID`) of werf
+    /// image `image`; `None` while it is not built.
+    fn import_value(&self, image: &str, kind: &str) -> Option<String>;
+}
+
+/// No import is known yet.
+pub struct NoImports;
+
+impl ImportValues for NoImports {
+    fn import_value(&self, _: &str, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Build-time facts of Dockerfile images: what a staged stage needs from registries (base
+/// image environments, built stage image names) and the dependency import values.
+pub struct DockerfileFacts<'a> {
+    /// Facts for staged stages.
+    pub staged: &'a dyn StagedInputs,
+    /// Dependency import values.
+    pub imports: &'a dyn ImportValues,
+}
+
 /// [`plan_project`] with build-time facts about Stapel git stages (the commits recorded in the
 /// stage images the stages storage holds), so that stages after them are exact instead of
 /// provisional; see [`crate::digest::stapel`].
@@ -222,6 +248,21 @@ pub fn plan_project_with(
     tree: &GitTree,
     request: &PlanRequest<'_>,
     stapel_inputs: &dyn StapelInputs,
+) -> Result<ProjectPlan, ProjectPlanError> {
+    let facts = DockerfileFacts {
+        staged: &crate::digest::staged::Offline,
+        imports: &NoImports,
+    };
+    plan_project_with_facts(tree, request, stapel_inputs, &facts)
+}
+
+/// [`plan_project_with`] with build-time facts of Dockerfile images too: a stage that needs
+/// them gets its exact digest instead of a provisional or pending one.
+pub fn plan_project_with_facts(
+    tree: &GitTree,
+    request: &PlanRequest<'_>,
+    stapel_inputs: &dyn StapelInputs,
+    facts: &DockerfileFacts<'_>,
 ) -> Result<ProjectPlan, ProjectPlanError> {
     cache_large_trees();
     let config = match request.inline_config {
@@ -279,7 +320,7 @@ pub fn plan_project_with(
                         platform: &platform_text,
                         digest_mode: request.digest_mode,
                     };
-                    let stages = dockerfile_stages(tree, image, &input)?;
+                    let stages = dockerfile_stages(tree, image, &input, facts)?;
                     (kind, stages)
                 }
                 ImageKind::Stapel(s) => {
@@ -425,12 +466,13 @@ fn dockerfile_targets(
     Ok((targets, stage_images))
 }
 
-/// Stages of one Dockerfile image × platform; with dependency imports, digests that depend on
-/// the not-yet-known values are left pending.
+/// Stages of one Dockerfile image × platform; with dependency imports whose values `facts`
+/// does not know, digests that depend on them are left pending.
 fn dockerfile_stages(
     tree: &GitTree,
     image: &crate::config::ImageConfig,
     base: &DockerfileImageInput<'_>,
+    facts: &DockerfileFacts<'_>,
 ) -> Result<Vec<StagePlan>, ProjectPlanError> {
     let imports: Vec<(String, String, String)> = image
         .dependencies()
@@ -450,24 +492,36 @@ fn dockerfile_stages(
             .map(|(arg, dep, kind)| (arg.clone(), format!("kiln-pending-{salt}-{dep}-{kind}")))
             .collect()
     };
-    let first_args = stand_ins("a");
-    let first = dockerfile_image_stages(
+    let known: Option<BTreeMap<String, String>> = imports
+        .iter()
+        .map(|(arg, dep, kind)| {
+            facts
+                .imports
+                .import_value(dep, kind)
+                .map(|v| (arg.clone(), v))
+        })
+        .collect();
+    let all_known = known.is_some();
+    let first_args = known.unwrap_or_else(|| stand_ins("a"));
+    let first = dockerfile_image_stages_with(
         tree,
         &DockerfileImageInput {
             dependency_args: &first_args,
             ..base.clone()
         },
+        facts.staged,
     )?;
-    let pending: Vec<bool> = if imports.is_empty() {
+    let pending: Vec<bool> = if imports.is_empty() || all_known {
         vec![false; first.len()]
     } else {
         let second_args = stand_ins("b");
-        let second = dockerfile_image_stages(
+        let second = dockerfile_image_stages_with(
             tree,
             &DockerfileImageInput {
                 dependency_args: &second_args,
                 ..base.clone()
             },
+            facts.staged,
         )?;
         first
             .iter()

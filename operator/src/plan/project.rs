@@ -324,16 +324,12 @@ pub fn plan_project_with_facts(
                     (kind, stages)
                 }
                 ImageKind::Stapel(s) => {
-                    let (stages, last) = stapel_stages(
-                        tree,
-                        &config,
-                        image,
-                        s,
-                        &platform,
-                        &content,
-                        stapel_inputs,
-                        request.digest_mode,
-                    )?;
+                    let cx = StapelContext {
+                        content: &content,
+                        inputs: stapel_inputs,
+                        digest_mode: request.digest_mode,
+                    };
+                    let (stages, last) = stapel_stages(tree, &config, image, s, &platform, &cx)?;
                     content.insert((image.name.clone(), platform.clone()), last);
                     (ImageBuildKind::Stapel, stages)
                 }
@@ -552,6 +548,14 @@ fn dockerfile_stages(
         .collect())
 }
 
+/// What planning a Stapel image needs besides its own config: the images planned before it
+/// (content digests by image × platform), the build-time facts, the digest mode.
+struct StapelContext<'a> {
+    content: &'a HashMap<(String, Platform), Known>,
+    inputs: &'a dyn StapelInputs,
+    digest_mode: DigestMode,
+}
+
 /// Stages of one Stapel image × platform. The base is resolved the way werf's config does:
 /// `fromImage`, or `from` naming a werf image, or `fromArtifact` is a werf image (its content
 /// digest, planned earlier); `from: scratch`; any other `from` is an external reference.
@@ -561,9 +565,7 @@ fn stapel_stages(
     image: &ImageConfig,
     stapel: &StapelImage,
     platform: &Platform,
-    content: &HashMap<(String, Platform), Known>,
-    inputs: &dyn StapelInputs,
-    digest_mode: DigestMode,
+    cx: &StapelContext<'_>,
 ) -> Result<(Vec<StagePlan>, Known), ProjectPlanError> {
     let werf_base = stapel
         .from_image
@@ -572,7 +574,8 @@ fn stapel_stages(
         .or_else(|| stapel.from_artifact.clone());
     let base = match (werf_base, stapel.from.as_deref()) {
         (Some(name), _) => {
-            let content_digest = content
+            let content_digest = cx
+                .content
                 .get(&(name.clone(), platform.clone()))
                 .cloned()
                 .unwrap_or_else(|| {
@@ -595,9 +598,9 @@ fn stapel_stages(
         image_spec: stapel.image_spec.is_some()
             || (image.is_final() && config.build.image_spec.is_some()),
         platform: &platform_text,
-        digest_mode,
+        digest_mode: cx.digest_mode,
     };
-    let stages = stapel_image_stages(tree, &input, inputs)?;
+    let stages = stapel_image_stages(tree, &input, cx.inputs)?;
     let last = stages
         .last()
         .map(|s| s.content_digest(&platform_text))

@@ -243,7 +243,7 @@ async fn staged_image_builds_one_stage_per_instruction_then_reuses_then_rebuilds
     assert_eq!(pods_left(&fx.client, "first").await, 0);
     let stages = report_stages(&first);
     let names: Vec<&str> = stages.iter().map(|(n, _, _)| n.as_str()).collect();
-    assert_eq!(names, ["env", "copy", "run"]);
+    assert_eq!(names, ["ENV", "COPY", "RUN"]);
     assert!(stages.iter().all(|(_, _, rebuilt)| *rebuilt), "{stages:?}");
     let tags = fx.stage_tags().await;
     assert_eq!(
@@ -300,7 +300,7 @@ async fn staged_image_builds_one_stage_per_instruction_then_reuses_then_rebuilds
     assert_eq!(builder_pods(&third), vec![format!("app {PLATFORM}")]);
     let changed = report_stages(&third);
     let rebuilt: Vec<(&str, bool)> = changed.iter().map(|(n, _, r)| (n.as_str(), *r)).collect();
-    assert_eq!(rebuilt, [("env", false), ("copy", true), ("run", true)]);
+    assert_eq!(rebuilt, [("ENV", false), ("COPY", true), ("RUN", true)]);
     assert_eq!(changed[0].1, stages[0].1, "the env stage is reused");
     let tags_after = fx.stage_tags().await;
     assert_eq!(tags_after.len(), 5, "two new stage tags: {tags_after:?}");
@@ -354,7 +354,7 @@ async fn multi_stage_staged_image_builds_the_stage_it_copies_from_first() {
     );
     let stages = report_stages(&first);
     let names: Vec<&str> = stages.iter().map(|(n, _, _)| n.as_str()).collect();
-    assert_eq!(names, ["run", "env", "copy", "run"]);
+    assert_eq!(names, ["RUN", "ENV", "COPY", "RUN"]);
     let tags = fx.stage_tags().await;
     assert_eq!(tags, stages.iter().map(|(_, t, _)| t.clone()).collect());
     // The digests are the planner's once base's image name is given.
@@ -579,7 +579,7 @@ async fn staged_v2_builds_a_from_stage_and_a_missing_base_fails_naming_it() {
     let built = create_and_wait(&api, &v2).await;
     let stages = report_stages(&built);
     let names: Vec<&str> = stages.iter().map(|(n, _, _)| n.as_str()).collect();
-    assert_eq!(names, ["FROM", "env", "copy", "run"]);
+    assert_eq!(names, ["FROM", "ENV", "COPY", "RUN"]);
     let planned = fx.planned_with(&commit, &BusyboxEnv(None), PLATFORM, StagedMode::StagedV2);
     let expected: Vec<&str> = planned.iter().map(|s| s.digest.as_str()).collect();
     let digests: Vec<&str> = stages.iter().map(|(_, t, _)| &t[..56]).collect();

@@ -348,8 +348,15 @@ fn instruction(
         Args::Run(r) => run::step(cx, sc, ins, r)?,
         Args::Cmd(c) | Args::Entrypoint(c) => cmd_entrypoint::step(ins, c),
         Args::Healthcheck(h) => healthcheck::step(h.as_ref()),
-        Args::From { .. } => unreachable!("FROM starts a stage, it is not one of its instructions"),
-        _ => simple::step(cx, sc, ins)?.expect("every other instruction is a one-field one"),
+        Args::Expose(_)
+        | Args::Volume(_)
+        | Args::User(_)
+        | Args::Workdir(_)
+        | Args::StopSignal(_)
+        | Args::Maintainer(_)
+        | Args::Shell(_)
+        | Args::Onbuild(_)
+        | Args::From { .. } => simple::step(cx, sc, ins)?,
     }))
 }
 

@@ -7,12 +7,13 @@ use crate::digest::DigestError;
 use crate::dockerfile::{Args, Instruction};
 use kiln_crds::job::Instruction as JobInstruction;
 
-/// The stage of a one-field instruction; `None` for any other instruction.
+/// The stage of a one-field instruction. Any other instruction (a `FROM`, which starts a
+/// Dockerfile stage and is never one of its instructions) hashes nothing and is not built.
 pub(super) fn step(
     cx: &Ctx<'_, '_>,
     sc: &Scope<'_>,
     ins: &Instruction,
-) -> Result<Option<Step>, DigestError> {
+) -> Result<Step, DigestError> {
     let vars = sc.vars();
     let line = ins.line;
     let expand_all = |words: &[String]| -> Result<Vec<String>, DigestError> {
@@ -67,11 +68,17 @@ pub(super) fn step(
                 expression: e.clone(),
             },
         ),
-        _ => return Ok(None),
+        _ => {
+            return Ok(Step {
+                deps: Vec::new(),
+                text: None,
+                job: Err(format!("{} inside a stage", ins.keyword)),
+            });
+        }
     };
-    Ok(Some(Step {
+    Ok(Step {
         deps,
         text: None,
         job: Ok(job),
-    }))
+    })
 }

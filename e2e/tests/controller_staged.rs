@@ -361,6 +361,12 @@ async fn multi_stage_staged_image_builds_the_stage_it_copies_from_first() {
     let base_image = format!("{}/stg:{}", fx.registry, stages[0].1);
     let planned = fx.planned(&commit, &BusyboxEnv(Some(base_image)));
     assert!(planned.iter().all(|s| !s.provisional));
+    // As in werf, the `base` stage is an image of its own, published before `app`'s stages.
+    let werf_images: Vec<&str> = planned
+        .iter()
+        .map(|s| s.werf_image.as_deref().unwrap_or_default())
+        .collect();
+    assert_eq!(werf_images, ["app/stage/base", "app", "app", "app"]);
     let expected: Vec<&str> = planned.iter().map(|s| s.digest.as_str()).collect();
     let built: Vec<&str> = stages.iter().map(|(_, t, _)| &t[..56]).collect();
     assert_eq!(built, expected);

@@ -5,7 +5,8 @@
 //! One stack, three ImageBuilds of a small staged project on busybox (`ENV`, `COPY`, `RUN`:
 //! one stage each, werf's staged v1): the first builds every stage, the second reuses them
 //! all without a pod, the third — after the COPY'd file changed — rebuilds the `copy` stage
-//! and the `run` stage after it, and reuses `env`.
+//! and the `run` stage after it, and reuses `env`. Multi-stage staged projects build their
+//! Dockerfile stages as werf images `<image>/stage/<name>` first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -19,6 +20,10 @@ use kiln_operator::digest::staged::{Offline, StagedInputs};
 use kiln_operator::digest::{
     DockerfileImageInput, PlannedStage, StagedMode, dockerfile_image_stages_with,
 };
+use kiln_operator::plan::project::{
+    DockerfileFacts, ImportValues, PlanRequest, ProjectPlan, plan_project_with_facts,
+};
+use kiln_operator::plan::stage_images::{werf_images, werf_sets};
 use kiln_operator::source::GitTree;
 use kiln_operator::storage::{RegistryClient, RepoRef};
 use kiln_testkit::git_server::Repo;
@@ -619,5 +624,179 @@ async fn staged_v2_builds_a_from_stage_and_a_missing_base_fails_naming_it() {
     assert!(message.contains("no-such-tag"), "{message}");
     assert_eq!(builder_pods(&failed), Vec::<String>::new());
     assert_eq!(pods_left(&fx.client, name).await, 0);
+    operator.stop().await.unwrap();
+}
+
+const RENDERER_WERF_YAML: &str = "project: stg\nconfigVersion: 1\n---\nimage: renderer\ndockerfile: Dockerfile\nstaged: true\n---\nimage: renderer-slim\ndockerfile: slim.Dockerfile\nstaged: true\n";
+const RENDERER_BUILD_STAGE: &str = "FROM busybox AS build\nWORKDIR /build\nCOPY templates/ ./templates/\nRUN mkdir -p /build/out && cat templates/*.tmpl > /build/out/bundle.tmpl\n";
+
+/// The build-time facts the controller reads (busybox's environment, the built image name of
+/// the `build` stage image), for the planner.
+struct RendererFacts(Option<String>);
+
+impl StagedInputs for RendererFacts {
+    fn base_image_env(&self, reference: &str, platform: &str) -> Option<BTreeMap<String, String>> {
+        BusyboxEnv(None).base_image_env(reference, platform)
+    }
+    fn stage_image_name(&self, werf_image: &str, _: &str) -> Option<String> {
+        assert!(werf_image.ends_with("/stage/build"), "{werf_image}");
+        self.0.clone()
+    }
+}
+
+impl ImportValues for RendererFacts {
+    fn import_value(&self, _: &str, _: &str) -> Option<String> {
+        None
+    }
+}
+
+fn renderer_plan(fx: &Fixture, commit: &str, build_image: Option<String>) -> ProjectPlan {
+    let tree = GitTree::open(fx.repo.work_dir(), Some(commit)).unwrap();
+    let facts = RendererFacts(build_image);
+    plan_project_with_facts(
+        &tree,
+        &PlanRequest::default(),
+        &kiln_operator::digest::stapel::Offline,
+        &DockerfileFacts {
+            staged: &facts,
+            imports: &facts,
+        },
+    )
+    .unwrap()
+}
+
+/// (stage name, digest) of werf image `name` in `plan`.
+fn werf_image_stages(plan: &ProjectPlan, name: &str) -> Vec<(String, Option<String>)> {
+    werf_images(&plan.images)
+        .into_iter()
+        .find(|i| i.name == name)
+        .unwrap_or_else(|| panic!("no werf image {name}"))
+        .stages
+        .iter()
+        .map(|s| (s.name.clone(), s.digest.clone()))
+        .collect()
+}
+
+/// The staged multi-stage example (two images whose Dockerfiles share a `build` stage: one
+/// copies from it, one is based on it), built the werf way: the `build` stage is the werf image
+/// `<image>/stage/build` in the set before, published as stages of its own, and its built image
+/// name feeds the dependents' digests; a second build reuses everything.
+#[tokio::test]
+async fn staged_multi_stage_example_publishes_its_stage_images_and_reuses_them() {
+    let slim = format!(
+        "{RENDERER_BUILD_STAGE}\nFROM build\nRUN rm -rf /build/templates\nCMD [\"cat\", \"/build/out/bundle.tmpl\"]\n"
+    );
+    let full = format!(
+        "{RENDERER_BUILD_STAGE}\nFROM busybox\nWORKDIR /app\nCOPY --from=build /build/out/ ./templates/\nCOPY bin/render.sh ./\nCMD [\"/bin/sh\", \"/app/render.sh\"]\n"
+    );
+    let fx = Fixture::start_with_files(&[
+        ("werf.yaml", RENDERER_WERF_YAML),
+        ("Dockerfile", &full),
+        ("slim.Dockerfile", &slim),
+        ("templates/invoice.tmpl", "INVOICE {{number}}\n"),
+        ("templates/receipt.tmpl", "RECEIPT {{number}}\n"),
+        (
+            "bin/render.sh",
+            "#!/bin/sh\ncat /app/templates/bundle.tmpl\n",
+        ),
+    ])
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings(&fx.registry),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let storage = registry_client(&fx.registry);
+    let repo = RepoRef::from_str(&format!("{}/stg", fx.registry)).unwrap();
+    let commit = fx.repo.head().unwrap();
+
+    // The plan: werf's images and sets.
+    let offline = renderer_plan(&fx, &commit, None);
+    assert_eq!(
+        werf_sets(&offline.sets, &offline.stage_images),
+        vec![
+            vec!["renderer/stage/build", "renderer-slim/stage/build"],
+            vec!["renderer", "renderer-slim"]
+        ]
+    );
+
+    let first = create_and_wait(&api, &fx.build("renderer")).await;
+    let tags = fx.stage_tags().await;
+    // The `build` stage image (the same stages for both images) is published under its own
+    // stage digests, which need no other image.
+    let build_stages = werf_image_stages(&offline, "renderer/stage/build");
+    assert_eq!(
+        build_stages,
+        werf_image_stages(&offline, "renderer-slim/stage/build")
+    );
+    let names: Vec<&str> = build_stages.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["WORKDIR", "COPY", "RUN"]);
+    let build_tags: Vec<String> = build_stages
+        .iter()
+        .map(|(name, digest)| {
+            let digest = digest.as_deref().unwrap_or_else(|| panic!("{name} digest"));
+            tags.iter()
+                .find(|t| t.starts_with(digest))
+                .unwrap_or_else(|| panic!("stage {name} {digest} not published: {tags:?}"))
+                .clone()
+        })
+        .collect();
+    // Its built image name feeds the dependents' digests: with it the plan gives exactly the
+    // stages the controller built.
+    let build_image = format!("{}/stg:{}", fx.registry, build_tags[2]);
+    let exact = renderer_plan(&fx, &commit, Some(build_image));
+    for image in ["renderer", "renderer-slim"] {
+        let built: Vec<(String, String)> = image_stages(&first, image)
+            .into_iter()
+            .map(|(name, tag, _)| (name, tag[..56].to_owned()))
+            .collect();
+        let planned: Vec<(String, String)> = ["/stage/build", ""]
+            .iter()
+            .flat_map(|suffix| werf_image_stages(&exact, &format!("{image}{suffix}")))
+            .map(|(name, digest)| (name, digest.expect("exact digest")))
+            .collect();
+        assert_eq!(built, planned, "{image}");
+    }
+    let renderer = image_stages(&first, "renderer");
+    let slim_stages = image_stages(&first, "renderer-slim");
+    assert_eq!(
+        file_in_image(
+            &storage,
+            &repo,
+            &renderer.last().unwrap().1,
+            "app/templates/bundle.tmpl"
+        )
+        .await,
+        Some("INVOICE {{number}}\nRECEIPT {{number}}\n".into())
+    );
+    assert_eq!(
+        file_in_image(
+            &storage,
+            &repo,
+            &slim_stages.last().unwrap().1,
+            "build/out/bundle.tmpl"
+        )
+        .await,
+        Some("INVOICE {{number}}\nRECEIPT {{number}}\n".into())
+    );
+
+    // Same commit: every stage, the stage images' included, is reused without a pod.
+    let second = create_and_wait(&api, &fx.build("renderer-again")).await;
+    assert_eq!(builder_pods(&second), Vec::<String>::new());
+    for image in ["renderer", "renderer-slim"] {
+        let again = image_stages(&second, image);
+        assert!(again.iter().all(|(_, _, rebuilt)| !rebuilt), "{again:?}");
+        assert_eq!(
+            again.iter().map(|(_, t, _)| t).collect::<Vec<_>>(),
+            image_stages(&first, image)
+                .iter()
+                .map(|(_, t, _)| t)
+                .collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(fx.stage_tags().await, tags);
     operator.stop().await.unwrap();
 }

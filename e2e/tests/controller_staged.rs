@@ -800,3 +800,49 @@ async fn staged_multi_stage_example_publishes_its_stage_images_and_reuses_them()
     assert_eq!(fx.stage_tags().await, tags);
     operator.stop().await.unwrap();
 }
+
+/// A strict-mode build of the same commit shares no stage with a werf-mode one: it builds all
+/// its stages under other digests (its own salt), and reuses only its own.
+#[tokio::test]
+async fn strict_and_werf_mode_builds_never_reuse_each_others_stages() {
+    let fx = Fixture::start().await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings(&fx.registry),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let werf = create_and_wait(&api, &fx.build("werf-mode")).await;
+    let werf_tags = fx.stage_tags().await;
+    assert_eq!(werf_tags.len(), 3);
+
+    let strict_build = |name: &str| {
+        let mut ib = fx.build(name);
+        ib.spec.digest_mode = Some(kiln_crds::imagebuild::DigestMode::Strict);
+        ib
+    };
+    let strict = create_and_wait(&api, &strict_build("strict-mode")).await;
+    assert_eq!(builder_pods(&strict), vec![format!("app {PLATFORM}")]);
+    let strict_stages = report_stages(&strict);
+    assert!(strict_stages.iter().all(|(_, _, rebuilt)| *rebuilt));
+    let werf_digests: BTreeSet<String> = report_stages(&werf)
+        .iter()
+        .map(|(_, tag, _)| tag[..56].to_owned())
+        .collect();
+    for (name, tag, _) in &strict_stages {
+        assert!(!werf_digests.contains(&tag[..56]), "{name} {tag}");
+        assert!(!werf_tags.contains(tag), "{name} {tag}");
+    }
+    assert_eq!(fx.stage_tags().await.len(), 6);
+
+    let again = create_and_wait(&api, &strict_build("strict-again")).await;
+    assert_eq!(builder_pods(&again), Vec::<String>::new());
+    assert_eq!(report_stages(&again), {
+        let mut s = strict_stages.clone();
+        s.iter_mut().for_each(|(_, _, rebuilt)| *rebuilt = false);
+        s
+    });
+    operator.stop().await.unwrap();
+}

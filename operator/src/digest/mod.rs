@@ -25,86 +25,24 @@ pub mod stapel;
 use std::collections::BTreeMap;
 
 use sha2::{Digest as _, Sha256};
-use sha3::Sha3_224;
 
 use crate::dockerfile::{Dockerfile, DockerfileError};
 use crate::source::{GitTree, SourceError, clean_repo_path, join_path};
 
 pub use kiln_crds::imagebuild::DigestMode;
 
-/// werf's stage digest version salt (`werf: pkg/image/const.go BuildCacheVersion`).
-pub const BUILD_CACHE_VERSION: &str = "1.2";
-
-/// The salt of [`DigestMode::Strict`] digests in place of [`BUILD_CACHE_VERSION`]. werf's
-/// first part is `"1.2"` or a platform (`os/arch[/variant]`), never this text, so no werf
-/// preimage equals a strict one and the two kinds of digest cannot collide.
-pub const STRICT_SALT: &str = "1.2+kiln-strict";
-
-/// The salt part of the formula for a mode.
-pub fn digest_salt(mode: DigestMode) -> &'static str {
-    match mode {
-        DigestMode::Werf => BUILD_CACHE_VERSION,
-        DigestMode::Strict => STRICT_SALT,
-    }
-}
-
-/// werf's `Sha3_224Hash`: SHA3-224 hex (56 chars) over the `:::`-joined parts.
-pub fn sha3_224_hex(parts: &[&str]) -> String {
-    let mut h = Sha3_224::new();
-    h.update(parts.join(":::").as_bytes());
-    crate::source::ls_tree::hex_lower(&h.finalize())
-}
+/// werf's stage digest version salt, formula and SHA3-224 hash, and the strict mode's salt:
+/// the shared werf model ([`kiln_crds::werf::digest`]), so that the builder's content digests
+/// use the same rule.
+pub use kiln_crds::werf::digest::{
+    BUILD_CACHE_VERSION, STRICT_SALT, digest_salt, sha3_224_hex, stage_digest, stage_digest_in,
+};
 
 /// werf's `Sha256Hash`: SHA-256 hex (64 chars) over the `:::`-joined parts.
 pub fn sha256_hex(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     h.update(parts.join(":::").as_bytes());
     crate::source::ls_tree::hex_lower(&h.finalize())
-}
-
-/// werf's `calculateDigest` for one stage: see the module docs for the parts. `prev` is the
-/// previous stage's digest and next-stage dependencies; `base_image` is staged v1's reference.
-pub fn stage_digest(
-    platform: &str,
-    stage_name: &str,
-    dependencies: &str,
-    prev: Option<(&str, &str)>,
-    base_image: Option<&str>,
-) -> String {
-    stage_digest_in(
-        DigestMode::Werf,
-        platform,
-        stage_name,
-        dependencies,
-        prev,
-        base_image,
-    )
-}
-
-/// [`stage_digest`] with the salt of `mode`.
-pub fn stage_digest_in(
-    mode: DigestMode,
-    platform: &str,
-    stage_name: &str,
-    dependencies: &str,
-    prev: Option<(&str, &str)>,
-    base_image: Option<&str>,
-) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    if !platform.is_empty() && platform != "linux/amd64" {
-        parts.push(platform);
-    }
-    parts.push(digest_salt(mode));
-    parts.push(stage_name);
-    parts.push(dependencies);
-    if let Some((digest, next)) = prev {
-        parts.push(digest);
-        parts.push(next);
-    }
-    if let Some(b) = base_image {
-        parts.push(b);
-    }
-    sha3_224_hex(&parts)
 }
 
 /// werf's `staged` setting for a Dockerfile image plus `WERF_STAGED_DOCKERFILE_VERSION`.
@@ -303,7 +241,7 @@ pub(crate) fn load<'a>(
     input: &DockerfileImageInput<'_>,
 ) -> Result<Loaded<'a>, DigestError> {
     let platform =
-        platform::Platform::parse(input.platform).ok_or_else(|| DigestError::InvalidPlatform {
+        platform::Platform::parse(input.platform).map_err(|_| DigestError::InvalidPlatform {
             image: input.image.to_string(),
             platform: input.platform.to_string(),
         })?;
@@ -357,7 +295,7 @@ pub fn dockerfile_image_stages(
     match input.staged {
         StagedMode::NonStaged => {
             let deps = full::dependencies(&loaded, input)?;
-            let platform = loaded.platform.format();
+            let platform = loaded.platform.to_string();
             Ok(vec![PlannedStage {
                 name: "dockerfile".to_string(),
                 digest: stage_digest_in(

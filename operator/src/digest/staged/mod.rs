@@ -319,7 +319,7 @@ pub(crate) fn stages_with(
         input,
         inputs,
         meta,
-        platform: loaded.platform.format(),
+        platform: loaded.platform.to_string(),
         context_files: None,
     };
     let mut built: BTreeMap<usize, Built> = BTreeMap::new();

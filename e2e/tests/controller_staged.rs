@@ -724,6 +724,11 @@ async fn staged_multi_stage_example_publishes_its_stage_images_and_reuses_them()
     );
 
     let first = create_and_wait(&api, &fx.build("renderer")).await;
+    assert_eq!(
+        first.status.as_ref().unwrap().plan.as_ref().unwrap().sets,
+        werf_sets(&offline.sets, &offline.stage_images),
+        "the status shows werf's plan"
+    );
     let tags = fx.stage_tags().await;
     // The `build` stage image (the same stages for both images) is published under its own
     // stage digests, which need no other image.

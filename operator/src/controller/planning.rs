@@ -70,10 +70,13 @@ pub async fn plan(
     .map_err(|e| Error::Internal(format!("planning task: {e}")))?
 }
 
-/// The plan as the status shows it.
+/// The plan as the status shows it: werf's build sets, where the Dockerfile stages a staged
+/// image needs are images `<image>/stage/<name>` in the sets before it
+/// ([`crate::plan::stage_images::werf_sets`]). The controller builds those stages first, in
+/// their image's turn.
 pub fn plan_status(plan: &ProjectPlan) -> BuildPlanStatus {
     BuildPlanStatus {
-        sets: plan.sets.sets.clone(),
+        sets: crate::plan::stage_images::werf_sets(&plan.sets, &plan.stage_images),
     }
 }
 

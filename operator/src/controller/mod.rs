@@ -135,7 +135,7 @@ async fn apply(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> 
         .await;
     }
     // The validate step: the spec parsed once; later steps read the typed request.
-    let request = match BuildRequest::from_spec(&ib.spec) {
+    let request = match BuildRequest::from_spec_with(&ib.spec, ctx.settings.digest_mode) {
         Ok(request) => request,
         Err(e) => return fail(&ib, &ctx, e).await,
     };

@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 use super::{FactSource, FactsError};
+use crate::config::ImportKind;
 use crate::plan::project::{ImageBuildKind, ImagePlan};
 use crate::storage::{StageDescription, StageDigest};
 
 /// One `dependencies[].imports[]` entry into a build arg: (build arg, dependency image,
 /// import type).
-pub(super) type BuildArgImport = (String, String, String);
+pub(super) type BuildArgImport = (String, String, ImportKind);
 
 /// The `dependencies[].imports[]` entries of `image` that set a build arg.
 pub(super) fn dependency_imports(image: &crate::config::ImageConfig) -> Vec<BuildArgImport> {
@@ -22,7 +23,7 @@ pub(super) fn dependency_imports(image: &crate::config::ImageConfig) -> Vec<Buil
                 import
                     .target_build_arg
                     .as_ref()
-                    .map(|arg| (arg.clone(), dep.image.clone(), import.kind.clone()))
+                    .map(|arg| (arg.clone(), dep.image.clone(), import.kind))
             })
         })
         .collect()
@@ -83,23 +84,21 @@ pub(super) async fn dependency_args(
             published.insert(dependency.clone(), found);
         }
         let stage = &published[dependency];
-        args.insert(arg.clone(), import_value(stage, kind));
+        args.insert(arg.clone(), import_value(stage, *kind));
     }
     Ok(Ok(args))
 }
 
 /// The value of one dependency import type for a published image, as werf passes it:
 /// `ImageName` `REPO:TAG`, `ImageTag` `DIGEST-TIMESTAMP`, `ImageRepo` `REPO`, `ImageID` the
-/// config digest, `ImageDigest` the manifest digest; an unknown type (refused when
-/// werf.yaml is read) gives `""`.
-pub fn import_value(stage: &StageDescription, kind: &str) -> String {
+/// config digest, `ImageDigest` the manifest digest.
+pub fn import_value(stage: &StageDescription, kind: ImportKind) -> String {
     match kind {
-        "ImageName" => stage.image_name(),
-        "ImageTag" => stage.stage_id.tag(),
-        "ImageRepo" => stage.repo.to_string(),
-        "ImageID" => stage.image_id().unwrap_or_default().to_owned(),
-        "ImageDigest" => stage.manifest_digest.clone(),
-        _ => String::new(),
+        ImportKind::ImageName => stage.image_name(),
+        ImportKind::ImageTag => stage.stage_id.tag(),
+        ImportKind::ImageRepo => stage.repo.to_string(),
+        ImportKind::ImageId => stage.image_id().unwrap_or_default().to_owned(),
+        ImportKind::ImageDigest => stage.manifest_digest.clone(),
     }
 }
 
@@ -112,18 +111,18 @@ mod tests {
     fn dependency_imports_name_the_published_image() {
         let stage = found(ENV, 1_700_000_000_123);
         let tag = format!("{ENV}-1700000000123");
-        assert_eq!(import_value(&stage, "ImageTag"), tag);
+        assert_eq!(import_value(&stage, ImportKind::ImageTag), tag);
         assert_eq!(
-            import_value(&stage, "ImageName"),
+            import_value(&stage, ImportKind::ImageName),
             format!("127.0.0.1:5000/stg:{tag}")
         );
-        assert_eq!(import_value(&stage, "ImageRepo"), "127.0.0.1:5000/stg");
+        assert_eq!(import_value(&stage, ImportKind::ImageRepo), "127.0.0.1:5000/stg");
         assert_eq!(
-            import_value(&stage, "ImageID"),
+            import_value(&stage, ImportKind::ImageId),
             format!("sha256:{}", "1".repeat(64))
         );
         assert_eq!(
-            import_value(&stage, "ImageDigest"),
+            import_value(&stage, ImportKind::ImageDigest),
             format!("sha256:{}", "2".repeat(64))
         );
     }

@@ -194,6 +194,7 @@ pub async fn resolve(
         images,
         config,
         commit,
+        digest_mode,
         ..
     } = plan;
     for index in 0..images.len() {
@@ -236,6 +237,7 @@ pub async fn resolve(
             cache_version: config.effective_cache_version(image).map(str::to_owned),
             mode,
             platform: unit.platform.to_string(),
+            digest_mode: *digest_mode,
         };
         let stages = staged::resolve_unit(registry, &input, envs).await?;
         images[index].stages = resolved_stage_plans(&stages);
@@ -271,6 +273,7 @@ pub fn resolved_stage_plans(stages: &[PlannedStage]) -> Vec<StagePlan> {
                 Vec::new()
             },
             built_by: None,
+            werf_image: s.werf_image.clone(),
         })
         .collect()
 }

@@ -89,6 +89,7 @@ pub(super) struct UnitInput {
     pub(super) cache_version: Option<String>,
     pub(super) mode: StagedMode,
     pub(super) platform: String,
+    pub(super) digest_mode: crate::digest::DigestMode,
 }
 
 impl UnitInput {
@@ -107,6 +108,7 @@ impl UnitInput {
             cache_version: self.cache_version.as_deref(),
             staged: self.mode,
             platform: &self.platform,
+            digest_mode: self.digest_mode,
         };
         let recording = Recording {
             facts,

@@ -220,6 +220,7 @@ pub(crate) mod tests {
                     instruction: s.instruction.clone(),
                     pending_on: Vec::new(),
                     built_by: None,
+                    werf_image: s.werf_image.clone(),
                 })
                 .collect(),
         }

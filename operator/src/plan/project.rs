@@ -478,7 +478,7 @@ fn dockerfile_stages(
                 import
                     .target_build_arg
                     .as_ref()
-                    .map(|arg| (arg.clone(), dep.image.clone(), import.kind.clone()))
+                    .map(|arg| (arg.clone(), dep.image.clone(), import.kind.to_string()))
             })
         })
         .collect();

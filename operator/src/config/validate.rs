@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use serde_yaml_ng::Value;
 
 use super::{
-    ConfigError, ConfigErrorKind, Ctx, ImageConfig, ImageKind, Platform,
-    RawMeta, Secret, StringList, WerfConfig,
+    ConfigError, ConfigErrorKind, Ctx, ImageConfig, ImageKind, Platform, RawMeta, Secret,
+    StringList, WerfConfig,
 };
 use crate::slug;
 

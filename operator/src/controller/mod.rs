@@ -195,7 +195,7 @@ async fn building_step(
     };
     let staged = crate::facts::resolve(
         &mut plan,
-        request.staged_mode,
+        request.staged_version,
         &registry,
         &mirror,
         &mut envs,

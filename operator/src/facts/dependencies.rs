@@ -116,7 +116,10 @@ mod tests {
             import_value(&stage, ImportKind::ImageName),
             format!("127.0.0.1:5000/stg:{tag}")
         );
-        assert_eq!(import_value(&stage, ImportKind::ImageRepo), "127.0.0.1:5000/stg");
+        assert_eq!(
+            import_value(&stage, ImportKind::ImageRepo),
+            "127.0.0.1:5000/stg"
+        );
         assert_eq!(
             import_value(&stage, ImportKind::ImageId),
             format!("sha256:{}", "1".repeat(64))

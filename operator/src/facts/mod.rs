@@ -37,7 +37,10 @@ use std::path::Path;
 
 use crate::config::ImageKind;
 use crate::digest::{PlannedStage, StagedMode};
-use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan, ProjectPlanError, StagePlan};
+use crate::plan::project::{
+    ImageBuildKind, ImagePlan, ProjectPlan, ProjectPlanError, StagePlan, StagedDockerfileVersion,
+    staged_mode,
+};
 use crate::storage::{
     Freshness, OldestCreationTs, StageDescription, StageDigest, StagesStorage, StorageError,
 };
@@ -184,7 +187,7 @@ impl StagedUnits {
 #[tracing::instrument(name = "facts", skip_all)]
 pub async fn resolve(
     plan: &mut ProjectPlan,
-    staged_version: StagedMode,
+    staged_version: StagedDockerfileVersion,
     registry: &impl FactSource,
     mirror: &Path,
     envs: &mut BaseEnvs,
@@ -219,7 +222,7 @@ pub async fn resolve(
             }
         };
         let mode = match unit.kind {
-            ImageBuildKind::StagedDockerfile => staged_version,
+            ImageBuildKind::StagedDockerfile => staged_mode(true, staged_version),
             ImageBuildKind::Dockerfile if !imports.is_empty() => StagedMode::NonStaged,
             _ => continue,
         };

@@ -291,3 +291,116 @@ pub fn waits_for_stage_images(stage: &StagePlan) -> bool {
             .iter()
             .all(|p| p.starts_with(WAITS_FOR_STAGE_IMAGES))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::plan::project::{PlanRequest, plan_project};
+    use crate::source::GitTree;
+    use crate::storage::Operation;
+
+    /// A registry that has one base image environment (or none) and no stage.
+    struct Fake {
+        env: Option<BTreeMap<String, String>>,
+        asked: Mutex<Vec<(String, String)>>,
+    }
+
+    impl FactSource for Fake {
+        async fn base_image_env(
+            &self,
+            reference: &str,
+            platform: &str,
+        ) -> Result<BTreeMap<String, String>, StorageError> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((reference.to_owned(), platform.to_owned()));
+            self.env.clone().ok_or_else(|| StorageError::NotFound {
+                registry: "example.org".into(),
+                repository: "base".into(),
+                operation: Operation::GetManifest,
+                reference: "1".into(),
+                detail: "manifest unknown".into(),
+            })
+        }
+
+        async fn find_stage(
+            &self,
+            _: &StageDigest,
+        ) -> Result<Option<StageDescription>, StorageError> {
+            Ok(None)
+        }
+    }
+
+    /// A staged Dockerfile image whose `RUN` digest needs its base image's environment.
+    fn staged_project() -> (tempfile::TempDir, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::write(
+            dir.join("werf.yaml"),
+            "project: p\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\nstaged: true\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("Dockerfile"),
+            "FROM example.org/base:1\nRUN true\n",
+        )
+        .unwrap();
+        let run = |args: &[&str]| kiln_testkit::git_server::git_ok(dir, args);
+        run(&["init", "-q", "-b", "main"]);
+        run(&["add", "."]);
+        run(&["commit", "-q", "-m", "c"]);
+        let commit = run(&["rev-parse", "HEAD"]);
+        (tmp, commit)
+    }
+
+    async fn resolve_with(fake: &Fake) -> (Result<StagedUnits, FactsError>, ProjectPlan) {
+        let (tmp, commit) = staged_project();
+        let tree = GitTree::open(tmp.path(), Some(&commit)).unwrap();
+        let mut plan = plan_project(&tree, &PlanRequest::default()).unwrap();
+        let mut envs = BaseEnvs::new();
+        let result = resolve(
+            &mut plan,
+            StagedDockerfileVersion::V1,
+            fake,
+            tmp.path(),
+            &mut envs,
+        )
+        .await;
+        (result, plan)
+    }
+
+    #[tokio::test]
+    async fn base_image_environments_are_asked_once_and_complete_the_digests() {
+        let fake = Fake {
+            env: Some(BTreeMap::from([("PATH".into(), "/bin".into())])),
+            asked: Mutex::default(),
+        };
+        let (result, plan) = resolve_with(&fake).await;
+        let units = result.unwrap();
+        let unit = &plan.images[0];
+        assert!(units.stages(unit).is_some());
+        assert!(unit.stages.iter().all(|s| s.digest.is_some()), "{unit:?}");
+        assert_eq!(
+            *fake.asked.lock().unwrap(),
+            [("example.org/base:1".to_owned(), unit.platform.to_string())]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_base_image_no_registry_has_is_named() {
+        let fake = Fake {
+            env: None,
+            asked: Mutex::default(),
+        };
+        let err = resolve_with(&fake).await.0.unwrap_err();
+        assert!(matches!(err, FactsError::BaseImageNotFound { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("\"app\"") && text.contains("example.org/base:1"),
+            "{text}"
+        );
+    }
+}

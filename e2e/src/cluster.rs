@@ -1,11 +1,12 @@
-//! The test fixture: a control plane plus one emulated node, and helpers to wait for
-//! pods.
+//! The test fixture: a control plane plus one node — a real one (containerd + kubelet,
+//! [`crate::node`]) or, for tests not yet moved to it, the node emulator — and helpers to
+//! wait for pods.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let cluster = kiln_e2e::TestCluster::start().await?;
 //! let client = cluster.client();
-//! // ... create pods through `client`; they run on the emulated node ...
+//! // ... create pods through `client`; they run as containers on the node ...
 //! # Ok(()) }
 //! ```
 
@@ -15,15 +16,73 @@ use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 
+use crate::binaries::Binaries;
 use crate::control_plane::{ControlPlane, ControlPlaneOptions};
+use crate::node::network::{Bridge, Slot};
+use crate::node::{RealNode, RealNodeOptions};
 use crate::node_emulator::{NodeEmulator, NodeEmulatorConfig};
 
-/// A control plane with kube-controller-manager and one emulated node. Field order is
-/// drop order: the node's processes stop before the control plane.
+/// The cluster's node.
+#[derive(Debug)]
+pub enum ClusterNode {
+    /// kubelet + containerd.
+    Real(RealNode),
+    /// Pods as host processes.
+    Emulated(NodeEmulator),
+}
+
+impl ClusterNode {
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        match self {
+            ClusterNode::Real(n) => n.node_name(),
+            ClusterNode::Emulated(n) => n.node_name(),
+        }
+    }
+
+    /// The real node, if this is one.
+    pub fn real(&self) -> Option<&RealNode> {
+        match self {
+            ClusterNode::Real(n) => Some(n),
+            ClusterNode::Emulated(_) => None,
+        }
+    }
+
+    /// The emulator, if this is one.
+    pub fn emulator(&self) -> Option<&NodeEmulator> {
+        match self {
+            ClusterNode::Real(_) => None,
+            ClusterNode::Emulated(n) => Some(n),
+        }
+    }
+}
+
+/// A real node's network: its slot and bridge, made before anything that must listen on
+/// the bridge address (registry, git server, kube-apiserver).
+#[derive(Debug)]
+pub struct NodeNetwork {
+    /// The bridge (dropped before the slot is released).
+    pub bridge: Bridge,
+    /// The claimed slot.
+    pub slot: Slot,
+}
+
+impl NodeNetwork {
+    /// Claims a free slot and creates its bridge.
+    pub fn create() -> anyhow::Result<Self> {
+        let slot = Slot::claim()?;
+        let bridge = Bridge::create(&slot)?;
+        Ok(Self { bridge, slot })
+    }
+}
+
+/// A control plane with kube-controller-manager and one node. Field order is drop order:
+/// the node's containers stop before the control plane, the bridge goes last.
 pub struct TestCluster {
-    node: NodeEmulator,
+    node: ClusterNode,
     control_plane: ControlPlane,
     client: kube::Client,
+    network: Option<NodeNetwork>,
 }
 
 impl std::fmt::Debug for TestCluster {
@@ -36,16 +95,54 @@ impl std::fmt::Debug for TestCluster {
 }
 
 impl TestCluster {
-    /// Starts everything with defaults (node `kiln-node`, host arch, empty image map).
+    /// Starts a control plane and a real node with defaults (node `kiln-node`, the pause
+    /// and busybox images, no registry mirror).
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(
+        Self::start_real(
+            NodeNetwork::create()?,
             ControlPlaneOptions::default(),
-            NodeEmulatorConfig::default(),
+            RealNodeOptions::default(),
         )
         .await
     }
 
-    /// Starts with the given options.
+    /// Starts a control plane (with kube-scheduler, listening on the bridge address) and a
+    /// real node on `network`.
+    pub async fn start_real(
+        mut network: NodeNetwork,
+        cp: ControlPlaneOptions,
+        node: RealNodeOptions,
+    ) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let bins = match cp.binaries.clone() {
+            Some(b) => b,
+            None => Binaries::locate()?,
+        };
+        let control_plane = ControlPlane::start(ControlPlaneOptions {
+            host: network.bridge.ip(),
+            scheduler: true,
+            binaries: Some(bins.clone()),
+            ..cp
+        })
+        .await
+        .context("starting the control plane")?;
+        network
+            .bridge
+            .route_kubernetes_service(control_plane.api_port())?;
+        let client = control_plane.client().await?;
+        let node = RealNode::start(&control_plane, &client, &bins, &network.slot, node)
+            .await
+            .context("starting the node (containerd, kubelet)")?;
+        tracing::info!(elapsed = ?started.elapsed(), "cluster with a real node up");
+        Ok(Self {
+            node: ClusterNode::Real(node),
+            control_plane,
+            client,
+            network: Some(network),
+        })
+    }
+
+    /// Starts a control plane and the node emulator (tests not yet on the real node).
     pub async fn start_with(
         cp: ControlPlaneOptions,
         node: NodeEmulatorConfig,
@@ -58,9 +155,10 @@ impl TestCluster {
             .await
             .context("starting the node emulator")?;
         Ok(Self {
-            node,
+            node: ClusterNode::Emulated(node),
             control_plane,
             client,
+            network: None,
         })
     }
 
@@ -74,8 +172,14 @@ impl TestCluster {
         &self.control_plane
     }
 
-    /// The emulated node (container log paths, ...).
-    pub fn node(&self) -> &NodeEmulator {
+    /// The address pods reach the host on (the real node's bridge), `None` with the
+    /// emulator (pods are host processes there).
+    pub fn host_ip(&self) -> Option<std::net::IpAddr> {
+        self.network.as_ref().map(|n| n.bridge.ip())
+    }
+
+    /// The node.
+    pub fn node(&self) -> &ClusterNode {
         &self.node
     }
 

@@ -7,13 +7,16 @@ pub mod binaries;
 pub mod cluster;
 pub mod control_plane;
 pub mod harness;
+pub mod images;
+pub mod node;
 pub mod node_emulator;
 pub mod pki;
 pub mod process;
 pub mod stack;
 
 pub use cluster::{
-    TestCluster, init_test_logging, wait_for_pod, wait_for_pod_completion, wait_for_pod_gone,
+    ClusterNode, NodeNetwork, TestCluster, init_test_logging, wait_for_pod,
+    wait_for_pod_completion, wait_for_pod_gone,
 };
 pub use control_plane::{ControlPlane, ControlPlaneError, ControlPlaneOptions};
 pub use node_emulator::{ImageMap, NodeEmulator, NodeEmulatorConfig};

@@ -1,5 +1,6 @@
 //! The whole local stack for the demo and for tests that need everything: a control
-//! plane with one emulated node, a registry and a git server, all on loopback.
+//! plane with one node, a registry and a git server. With a real node everything listens
+//! on the node's bridge address (pods reach it there); with the emulator, on loopback.
 
 use std::path::{Path, PathBuf};
 
@@ -8,8 +9,9 @@ use kiln_testkit::git_server::GitServer;
 use kiln_testkit::registry::{RegistryOptions, TestRegistry};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::TestCluster;
+use crate::cluster::{NodeNetwork, TestCluster};
 use crate::control_plane::ControlPlaneOptions;
+use crate::node::RealNodeOptions;
 use crate::node_emulator::{ImageMap, NodeEmulatorConfig};
 
 /// Image repository whose containers run the workspace's `kiln-builder` binary.
@@ -29,6 +31,10 @@ pub struct StackOptions {
     /// Start the registry with its access log on, so [`TestRegistry::requests`] lists
     /// every request it served (benchmarks count them).
     pub registry_access_log: bool,
+    /// Run pods on a real node (containerd + kubelet) instead of the node emulator.
+    pub real_node: bool,
+    /// OCI archives the real node imports into containerd at start-up.
+    pub node_images: Vec<PathBuf>,
 }
 
 /// What a user needs to talk to the stack; written as `info.json` by
@@ -78,11 +84,12 @@ pub fn workspace_binary(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A running stack. Field order is drop order.
+/// A running stack. Field order is drop order: the git server and the registry stop
+/// before the cluster deletes the node bridge they listen on.
 pub struct LocalStack {
-    cluster: TestCluster,
-    registry: TestRegistry,
     git: GitServer,
+    registry: TestRegistry,
+    cluster: TestCluster,
     base_image: Option<String>,
 }
 
@@ -99,12 +106,19 @@ impl std::fmt::Debug for LocalStack {
 impl LocalStack {
     /// Starts registry, git server, control plane and node.
     pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
+        let network = opts.real_node.then(NodeNetwork::create).transpose()?;
+        let host = network.as_ref().map(|n| n.bridge.ip());
         let registry = TestRegistry::start_with(RegistryOptions {
             access_log: opts.registry_access_log,
+            host,
             ..RegistryOptions::default()
         })
         .context("starting the registry")?;
-        let git = GitServer::start().context("starting the git server")?;
+        let git = match host {
+            Some(h) => GitServer::start_on(h),
+            None => GitServer::start(),
+        }
+        .context("starting the git server")?;
         let base_image = if opts.base_images {
             let address = registry.address().to_owned();
             let images = tokio::task::spawn_blocking(move || {
@@ -118,18 +132,36 @@ impl LocalStack {
             None
         };
         let sub = |n: &str| opts.state_dir.as_ref().map(|d| d.join(n));
-        let cluster = TestCluster::start_with(
-            ControlPlaneOptions {
-                state_dir: sub("control-plane"),
-                ..Default::default()
-            },
-            NodeEmulatorConfig {
-                image_map: opts.image_map.clone().unwrap_or_else(default_image_map),
-                state_dir: sub("node"),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let cp = ControlPlaneOptions {
+            state_dir: sub("control-plane"),
+            ..Default::default()
+        };
+        let cluster = match network {
+            Some(network) => {
+                TestCluster::start_real(
+                    network,
+                    cp,
+                    RealNodeOptions {
+                        registry_mirror: Some(registry.address().to_owned()),
+                        images: opts.node_images.clone(),
+                        state_dir: sub("node"),
+                        ..Default::default()
+                    },
+                )
+                .await?
+            }
+            None => {
+                TestCluster::start_with(
+                    cp,
+                    NodeEmulatorConfig {
+                        image_map: opts.image_map.clone().unwrap_or_else(default_image_map),
+                        state_dir: sub("node"),
+                        ..Default::default()
+                    },
+                )
+                .await?
+            }
+        };
         Ok(Self {
             cluster,
             registry,
@@ -163,11 +195,21 @@ impl LocalStack {
             git_url: format!("http://{}", self.git.address()),
             git_repos_dir: self.git.repos_dir(),
             node: self.cluster.node().node_name().to_owned(),
-            container_logs: self.cluster.node().logs_dir().to_owned(),
+            container_logs: match self.cluster.node() {
+                crate::ClusterNode::Real(n) => n.pod_logs_dir(),
+                crate::ClusterNode::Emulated(n) => n.logs_dir().to_owned(),
+            },
             control_plane_logs: cp.state_dir().join("logs"),
             pids: cp
                 .pids()
                 .into_iter()
+                .chain(
+                    self.cluster
+                        .node()
+                        .real()
+                        .map(|n| n.pids())
+                        .unwrap_or_default(),
+                )
                 .map(|(n, p)| (n.to_owned(), p))
                 .collect(),
             base_image: self.base_image.clone(),

@@ -1,5 +1,5 @@
-//! The whole local stack starts as one library call, and its git server serves a
-//! repository the test created.
+//! The whole local stack starts as one library call with a real node (container runtime
+//! containerd), and its git server serves a repository the test created.
 
 use std::process::Command;
 
@@ -10,7 +10,12 @@ use kube::api::Api;
 #[tokio::test]
 async fn stack_serves_a_created_repo_and_registers_its_node() {
     kiln_e2e::init_test_logging();
-    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let stack = LocalStack::start(StackOptions {
+        real_node: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
 
     let (repo, commit) = stack
         .git()
@@ -57,4 +62,11 @@ async fn stack_serves_a_created_repo_and_registers_its_node() {
         labels.get("kubernetes.io/arch").map(String::as_str),
         Some(kiln_e2e::node_emulator::node::host_arch())
     );
+    let runtime = node
+        .status
+        .unwrap()
+        .node_info
+        .unwrap()
+        .container_runtime_version;
+    assert!(runtime.starts_with("containerd://"), "{runtime}");
 }

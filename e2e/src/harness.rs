@@ -299,13 +299,33 @@ pub async fn stage_tags(
 /// Errors: the builder image cannot be made, the stack does not start or the CRD is not
 /// served.
 pub async fn start_build_stack() -> anyhow::Result<(crate::stack::LocalStack, kube::Client)> {
+    start_stack_with_images(&["builder"]).await
+}
+
+/// [`start_build_stack`] whose node also has the `kiln-operator:dev` image, for
+/// installing the chart ([`crate::chart`]).
+///
+/// Errors: as [`start_build_stack`].
+pub async fn start_chart_stack() -> anyhow::Result<(crate::stack::LocalStack, kube::Client)> {
+    start_stack_with_images(&["builder", "operator"]).await
+}
+
+async fn start_stack_with_images(
+    kinds: &[&'static str],
+) -> anyhow::Result<(crate::stack::LocalStack, kube::Client)> {
     crate::init_test_logging();
-    let builder_image = tokio::task::spawn_blocking(|| crate::images::workspace_image("builder"))
-        .await??;
+    let kinds = kinds.to_vec();
+    let node_images = tokio::task::spawn_blocking(move || {
+        kinds
+            .into_iter()
+            .map(crate::images::workspace_image)
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .await??;
     let stack = crate::stack::LocalStack::start(crate::stack::StackOptions {
         base_images: true,
         real_node: true,
-        node_images: vec![builder_image],
+        node_images,
         ..Default::default()
     })
     .await?;
@@ -378,9 +398,7 @@ pub async fn pods_left(
             .list(&ListParams::default().labels(&format!("kiln.dev/imagebuild={name}")))
             .await?
             .items;
-        let deleting = list
-            .iter()
-            .any(|p| p.metadata.deletion_timestamp.is_some());
+        let deleting = list.iter().any(|p| p.metadata.deletion_timestamp.is_some());
         if !deleting || Instant::now() > deadline {
             return Ok(list.into_iter().filter_map(|p| p.metadata.name).collect());
         }

@@ -4,6 +4,7 @@
 //! `kiln-testkit`. Everything binds to loopback and stops when dropped.
 
 pub mod binaries;
+pub mod chart;
 pub mod cluster;
 pub mod control_plane;
 pub mod harness;

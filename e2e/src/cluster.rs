@@ -1,6 +1,5 @@
-//! The test fixture: a control plane plus one node — a real one (containerd + kubelet,
-//! [`crate::node`]) or, for tests not yet moved to it, the node emulator — and helpers to
-//! wait for pods.
+//! The test fixture: a control plane plus one real node (containerd + kubelet,
+//! [`crate::node`]), and helpers to wait for pods.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -20,42 +19,6 @@ use crate::binaries::Binaries;
 use crate::control_plane::{ControlPlane, ControlPlaneOptions};
 use crate::node::network::{Bridge, Slot};
 use crate::node::{RealNode, RealNodeOptions};
-use crate::node_emulator::{NodeEmulator, NodeEmulatorConfig};
-
-/// The cluster's node.
-#[derive(Debug)]
-pub enum ClusterNode {
-    /// kubelet + containerd.
-    Real(RealNode),
-    /// Pods as host processes.
-    Emulated(NodeEmulator),
-}
-
-impl ClusterNode {
-    /// The node's name.
-    pub fn node_name(&self) -> &str {
-        match self {
-            ClusterNode::Real(n) => n.node_name(),
-            ClusterNode::Emulated(n) => n.node_name(),
-        }
-    }
-
-    /// The real node, if this is one.
-    pub fn real(&self) -> Option<&RealNode> {
-        match self {
-            ClusterNode::Real(n) => Some(n),
-            ClusterNode::Emulated(_) => None,
-        }
-    }
-
-    /// The emulator, if this is one.
-    pub fn emulator(&self) -> Option<&NodeEmulator> {
-        match self {
-            ClusterNode::Real(_) => None,
-            ClusterNode::Emulated(n) => Some(n),
-        }
-    }
-}
 
 /// A real node's network: its slot and bridge, made before anything that must listen on
 /// the bridge address (registry, git server, kube-apiserver).
@@ -76,13 +39,14 @@ impl NodeNetwork {
     }
 }
 
-/// A control plane with kube-controller-manager and one node. Field order is drop order:
-/// the node's containers stop before the control plane, the bridge goes last.
+/// A control plane with kube-controller-manager and kube-scheduler, and one node. Field
+/// order is drop order: the node's containers stop before the control plane, the bridge
+/// goes last.
 pub struct TestCluster {
-    node: ClusterNode,
+    node: RealNode,
     control_plane: ControlPlane,
     client: kube::Client,
-    network: Option<NodeNetwork>,
+    network: NodeNetwork,
 }
 
 impl std::fmt::Debug for TestCluster {
@@ -95,10 +59,10 @@ impl std::fmt::Debug for TestCluster {
 }
 
 impl TestCluster {
-    /// Starts a control plane and a real node with defaults (node `kiln-node`, the pause
-    /// and busybox images, no registry mirror).
+    /// Starts a control plane and a node with defaults (node `kiln-node`, the pause and
+    /// busybox images, no registry mirror).
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_real(
+        Self::start_on(
             NodeNetwork::create()?,
             ControlPlaneOptions::default(),
             RealNodeOptions::default(),
@@ -107,8 +71,8 @@ impl TestCluster {
     }
 
     /// Starts a control plane (with kube-scheduler, listening on the bridge address) and a
-    /// real node on `network`.
-    pub async fn start_real(
+    /// node on `network`.
+    pub async fn start_on(
         mut network: NodeNetwork,
         cp: ControlPlaneOptions,
         node: RealNodeOptions,
@@ -133,32 +97,12 @@ impl TestCluster {
         let node = RealNode::start(&control_plane, &client, &bins, &network.slot, node)
             .await
             .context("starting the node (containerd, kubelet)")?;
-        tracing::info!(elapsed = ?started.elapsed(), "cluster with a real node up");
+        tracing::info!(elapsed = ?started.elapsed(), "cluster up");
         Ok(Self {
-            node: ClusterNode::Real(node),
+            node,
             control_plane,
             client,
-            network: Some(network),
-        })
-    }
-
-    /// Starts a control plane and the node emulator (tests not yet on the real node).
-    pub async fn start_with(
-        cp: ControlPlaneOptions,
-        node: NodeEmulatorConfig,
-    ) -> anyhow::Result<Self> {
-        let control_plane = ControlPlane::start(cp)
-            .await
-            .context("starting the control plane")?;
-        let client = control_plane.client().await?;
-        let node = NodeEmulator::start(client.clone(), node)
-            .await
-            .context("starting the node emulator")?;
-        Ok(Self {
-            node: ClusterNode::Emulated(node),
-            control_plane,
-            client,
-            network: None,
+            network,
         })
     }
 
@@ -172,14 +116,13 @@ impl TestCluster {
         &self.control_plane
     }
 
-    /// The address pods reach the host on (the real node's bridge), `None` with the
-    /// emulator (pods are host processes there).
-    pub fn host_ip(&self) -> Option<std::net::IpAddr> {
-        self.network.as_ref().map(|n| n.bridge.ip())
+    /// The address pods reach the host on (the node's bridge).
+    pub fn host_ip(&self) -> std::net::IpAddr {
+        self.network.bridge.ip()
     }
 
     /// The node.
-    pub fn node(&self) -> &ClusterNode {
+    pub fn node(&self) -> &RealNode {
         &self.node
     }
 

@@ -92,7 +92,7 @@ pub struct ControlPlaneOptions {
     /// Address kube-apiserver listens on and advertises: 127.0.0.1, or a real node's
     /// bridge address so that pods reach it too.
     pub host: IpAddr,
-    /// Run kube-scheduler (a real node needs it; the node emulator binds pods itself).
+    /// Run kube-scheduler (binds pods to the node).
     pub scheduler: bool,
 }
 

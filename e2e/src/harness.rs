@@ -324,7 +324,6 @@ async fn start_stack_with_images(
     .await??;
     let stack = crate::stack::LocalStack::start(crate::stack::StackOptions {
         base_images: true,
-        real_node: true,
         node_images,
         ..Default::default()
     })

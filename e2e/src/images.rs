@@ -28,6 +28,14 @@ pub fn workspace_image(kind: &str) -> anyhow::Result<PathBuf> {
     let binary_name = format!("kiln-{kind}");
     let binary = crate::stack::workspace_binary(&binary_name)
         .with_context(|| format!("{binary_name} is not built: `cargo build -p {binary_name}`"))?;
+    image_from_binary(kind, &binary)
+}
+
+/// [`workspace_image`] from the given `binary`.
+///
+/// Errors: the binary cannot be read, or the script fails.
+pub fn image_from_binary(kind: &str, binary: &Path) -> anyhow::Result<PathBuf> {
+    let binary_name = format!("kiln-{kind}");
     let bytes = std::fs::read(&binary).with_context(|| format!("reading {binary:?}"))?;
     let hash = Sha256::digest(&bytes);
     let key: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -55,7 +63,7 @@ pub fn workspace_image(kind: &str) -> anyhow::Result<PathBuf> {
     let out = std::process::Command::new("bash")
         .arg(images_script())
         .arg(kind)
-        .arg(&binary)
+        .arg(binary)
         .arg(&archive)
         .arg(name)
         .output()

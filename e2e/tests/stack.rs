@@ -10,12 +10,7 @@ use kube::api::Api;
 #[tokio::test]
 async fn stack_serves_a_created_repo_and_registers_its_node() {
     kiln_e2e::init_test_logging();
-    let stack = LocalStack::start(StackOptions {
-        real_node: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
 
     let (repo, commit) = stack
         .git()
@@ -60,7 +55,7 @@ async fn stack_serves_a_created_repo_and_registers_its_node() {
     let labels = node.metadata.labels.unwrap();
     assert_eq!(
         labels.get("kubernetes.io/arch").map(String::as_str),
-        Some(kiln_e2e::node_emulator::node::host_arch())
+        Some(kiln_e2e::node::host_arch())
     );
     let runtime = node
         .status

@@ -35,6 +35,16 @@ pub const NODE_NAME: &str = "kiln-node";
 /// The pod sandbox image imported from the node-images cache.
 pub const SANDBOX_IMAGE: &str = "registry.k8s.io/pause:kiln";
 
+/// The architecture name Kubernetes uses for this host (`kubernetes.io/arch`, Go's
+/// `GOARCH`): `amd64` for x86_64, `arm64` for aarch64.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
 /// How to start a [`RealNode`].
 #[derive(Debug, Clone, Default)]
 pub struct RealNodeOptions {

@@ -36,7 +36,7 @@ pub fn workspace_image(kind: &str) -> anyhow::Result<PathBuf> {
 /// Errors: the binary cannot be read, or the script fails.
 pub fn image_from_binary(kind: &str, binary: &Path) -> anyhow::Result<PathBuf> {
     let binary_name = format!("kiln-{kind}");
-    let bytes = std::fs::read(&binary).with_context(|| format!("reading {binary:?}"))?;
+    let bytes = std::fs::read(binary).with_context(|| format!("reading {binary:?}"))?;
     let hash = Sha256::digest(&bytes);
     let key: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
     let dir = binary

@@ -205,3 +205,43 @@ pub async fn wait_operator_ready(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Pods, Leases and ConfigMaps in `namespaces` as `KIND NAMESPACE/NAME`, sorted, leaving
+/// out the `kube-root-ca.crt` ConfigMap Kubernetes puts in every namespace: what a Kiln
+/// installation could leave behind.
+///
+/// Errors: a list fails.
+pub async fn objects_left(
+    client: &kube::Client,
+    namespaces: &[&str],
+) -> anyhow::Result<Vec<String>> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let mut out = Vec::new();
+    for ns in namespaces {
+        let lp = ListParams::default();
+        for p in Api::<Pod>::namespaced(client.clone(), ns).list(&lp).await? {
+            out.push(format!("Pod {ns}/{}", p.metadata.name.unwrap_or_default()));
+        }
+        for l in Api::<Lease>::namespaced(client.clone(), ns)
+            .list(&lp)
+            .await?
+        {
+            out.push(format!(
+                "Lease {ns}/{}",
+                l.metadata.name.unwrap_or_default()
+            ));
+        }
+        for c in Api::<ConfigMap>::namespaced(client.clone(), ns)
+            .list(&lp)
+            .await?
+        {
+            let name = c.metadata.name.unwrap_or_default();
+            if name != "kube-root-ca.crt" {
+                out.push(format!("ConfigMap {ns}/{name}"));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

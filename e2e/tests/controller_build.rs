@@ -478,6 +478,29 @@ async fn operator_killed_mid_build_and_restarted_completes_without_duplicates_or
     assert_each_digest_once(&tags);
     assert_eq!(pods_left(&fx.client, "crash").await, Vec::<String>::new());
     assert_eq!(fx.lock_leases().await, Vec::<String>::new(), "{log}");
+
+    // `helm uninstall` leaves nothing of Kiln behind but the stage-lock ConfigMap users
+    // expect (`werf-shop`, shared with werf): no pod, no Lease, no other ConfigMap.
+    chart::helm_run(
+        &kubeconfig,
+        helm_home.path(),
+        &["uninstall", "kiln", "--namespace", "kiln-system", "--wait"],
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = chart::objects_left(&fx.client, &["kiln-system", "default"])
+            .await
+            .unwrap();
+        if left == ["ConfigMap default/werf-shop"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left after helm uninstall: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 #[tokio::test]

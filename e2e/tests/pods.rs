@@ -122,7 +122,9 @@ async fn pod_runs_to_failed_with_exit_code_and_log_fallback_message() {
             "restartPolicy": "Never",
             "containers": [{
                 "name": "main", "image": "busybox", "imagePullPolicy": "IfNotPresent",
-                "command": ["sh", "-c", "echo starting; echo 'stage 3 failed' >&2; exit 3"],
+                // stdout and stderr reach the log through separate pipes: the pause keeps
+                // their order.
+                "command": ["sh", "-c", "echo starting; sleep 0.3; echo 'stage 3 failed' >&2; exit 3"],
                 "terminationMessagePolicy": "FallbackToLogsOnError"
             }]
         }

@@ -245,3 +245,41 @@ pub async fn objects_left(
     out.sort();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_uses_the_local_images_and_the_given_namespaces() {
+        let args = install_args(&Install {
+            namespace: "kiln-system",
+            watch_namespaces: &["default", "ci"],
+            lock_namespace: "default",
+            insecure_registries: &["10.244.1.1:5000"],
+            extra_values: &["leaderElection.enabled=false"],
+        });
+        let sets: Vec<&str> = args
+            .windows(2)
+            .filter(|w| w[0] == "--set")
+            .map(|w| w[1].as_str())
+            .collect();
+        for want in [
+            "operator.image.repository=kiln-operator",
+            "operator.image.tag=dev",
+            "builder.image.repository=kiln-builder",
+            "builder.image.tag=dev",
+            "lockNamespace=default",
+            "watchNamespaces={default,ci}",
+            "operator.insecureRegistries={10.244.1.1:5000}",
+            "leaderElection.enabled=false",
+        ] {
+            assert!(sets.contains(&want), "{want} not in {sets:?}");
+        }
+        assert_eq!(&args[..2], ["install", "kiln"]);
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--namespace" && w[1] == "kiln-system")
+        );
+    }
+}

@@ -355,6 +355,62 @@ mod tests {
     }
 
     #[test]
+    fn issued_node_certificates_chain_to_the_ca_with_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let ip: std::net::IpAddr = "10.244.9.1".parse().unwrap();
+        let pki = Pki::generate(dir.path(), &[ip]).unwrap();
+        let api = text(
+            dir.path(),
+            &["x509", "-in", "apiserver.crt", "-noout", "-text"],
+        );
+        assert!(api.contains("IP Address:10.244.9.1"), "{api}");
+        let node = dir.path().join("node");
+        std::fs::create_dir(&node).unwrap();
+        let (crt, _) = pki
+            .issue(
+                &node,
+                "kubelet",
+                "/O=system:nodes/CN=system:node:n",
+                CertUsage::Client,
+                &[],
+            )
+            .unwrap();
+        let (serving, _) = pki
+            .issue(&node, "serving", "/CN=n", CertUsage::Server, &[ip])
+            .unwrap();
+        let verify = text(
+            dir.path(),
+            &[
+                "verify",
+                "-CAfile",
+                "ca.crt",
+                crt.to_str().unwrap(),
+                serving.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(verify.lines().count(), 2, "{verify}");
+        assert!(verify.lines().all(|l| l.ends_with(": OK")), "{verify}");
+        let subject = text(
+            dir.path(),
+            &[
+                "x509",
+                "-in",
+                crt.to_str().unwrap(),
+                "-noout",
+                "-subject",
+                "-nameopt",
+                "compat",
+            ],
+        );
+        assert_eq!(subject, "subject=/O=system:nodes/CN=system:node:n\n");
+        let s = text(
+            dir.path(),
+            &["x509", "-in", serving.to_str().unwrap(), "-noout", "-text"],
+        );
+        assert!(s.contains("IP Address:10.244.9.1"), "{s}");
+    }
+
+    #[test]
     fn failure_names_the_step() {
         let err = openssl(
             "do nothing useful",

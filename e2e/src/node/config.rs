@@ -129,3 +129,57 @@ logging:
         ca = c.ca.display(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::path::Path;
+
+    #[test]
+    fn containerd_config_keeps_everything_in_the_state_dir_and_mirrors_the_registry() {
+        let text = containerd_toml(
+            Path::new("/s"),
+            Path::new("/s/containerd.sock"),
+            Some("10.244.3.1:5000"),
+        );
+        for line in [
+            "root = \"/s/containerd/root\"",
+            "state = \"/s/containerd/state\"",
+            "  address = \"/s/containerd.sock\"",
+            "  restrict_oom_score_adj = true",
+            "  netns_mounts_under_state_dir = true",
+            "        SystemdCgroup = false",
+            "    conf_dir = \"/s/cni\"",
+            "  [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]",
+            "    endpoint = [\"http://10.244.3.1:5000\"]",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        let without = containerd_toml(Path::new("/s"), Path::new("/s/c.sock"), None);
+        assert!(!without.contains("mirrors"), "{without}");
+    }
+
+    #[test]
+    fn kubelet_config_serves_on_the_bridge_without_host_wide_ports() {
+        let text = kubelet_yaml(&KubeletConfig {
+            state: Path::new("/s"),
+            socket: Path::new("/s/containerd.sock"),
+            host_ip: IpAddr::V4(Ipv4Addr::new(10, 244, 3, 1)),
+            cgroup_root: "/kiln-node-3",
+            ca: Path::new("/pki/ca.crt"),
+            serving: (Path::new("/s/pki/k.crt"), Path::new("/s/pki/k.key")),
+        });
+        for line in [
+            "address: 10.244.3.1",
+            "healthzPort: 0",
+            "readOnlyPort: 0",
+            "failCgroupV1: false",
+            "cgroupRoot: /kiln-node-3",
+            "containerRuntimeEndpoint: unix:///s/containerd.sock",
+            "    clientCAFile: /pki/ca.crt",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+}

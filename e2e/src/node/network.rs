@@ -221,3 +221,32 @@ pub fn cni_conflist(slot: &Slot) -> String {
     })
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cni_network_is_the_slots_bridge_and_subnet() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = Slot {
+            index: 7,
+            _lock: File::create(dir.path().join("lock")).unwrap(),
+        };
+        let net: serde_json::Value = serde_json::from_str(&cni_conflist(&slot)).unwrap();
+        assert_eq!(net["name"], "kiln7");
+        let bridge = &net["plugins"][0];
+        assert_eq!(bridge["type"], "bridge");
+        assert_eq!(bridge["bridge"], "kiln7");
+        assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.244.7.0/24");
+        assert_eq!(bridge["ipam"]["ranges"][0][0]["gateway"], "10.244.7.1");
+        assert_eq!(slot.cgroup_root(), "/kiln-node-7");
+    }
+
+    #[test]
+    fn a_held_slot_is_not_claimed_twice() {
+        let a = Slot::claim().unwrap();
+        let b = Slot::claim().unwrap();
+        assert_ne!(a.index(), b.index());
+    }
+}

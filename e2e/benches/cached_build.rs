@@ -178,6 +178,7 @@ async fn run() -> anyhow::Result<()> {
             },
             lock_namespace: "default".into(),
             insecure_registries: vec![registry.clone()],
+            ..Settings::default()
         },
         cache.path(),
         &["default"],

@@ -251,6 +251,7 @@ pub fn build_settings(lock_namespace: &str, insecure_registries: &[&str]) -> Set
             .iter()
             .map(|r| (*r).to_owned())
             .collect(),
+        ..Settings::default()
     }
 }
 

@@ -24,6 +24,9 @@ use crate::source::GitTree;
 /// from `spec.config.path` in the commit (default `werf.yaml`, then `werf.yml`) or is
 /// `spec.config.inline` (its Dockerfiles and files still come from the commit).
 ///
+/// Stage digests are computed in the request's digest mode (`spec.digestMode`, else the
+/// operator's).
+///
 /// Errors: [`Error::InvalidSpec`] for a bad `spec.config`, [`Error::InvalidPlatform`],
 /// [`Error::Plan`].
 #[tracing::instrument(skip_all, fields(commit = %commit))]
@@ -46,6 +49,7 @@ pub async fn plan(
         _ => PlannerStaged::V2,
     };
     let parallel = request.parallel;
+    let digest_mode = request.digest_mode;
     let mirror = mirror.to_owned();
     let commit = commit.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -58,6 +62,7 @@ pub async fn plan(
             platforms: &platforms,
             staged_dockerfile_version: staged,
             parallel,
+            digest_mode,
         };
         plan_project(&tree, &request).map_err(Error::Plan)
     })
@@ -65,10 +70,13 @@ pub async fn plan(
     .map_err(|e| Error::Internal(format!("planning task: {e}")))?
 }
 
-/// The plan as the status shows it.
+/// The plan as the status shows it: werf's build sets, where the Dockerfile stages a staged
+/// image needs are images `<image>/stage/<name>` in the sets before it
+/// ([`crate::plan::stage_images::werf_sets`]). The controller builds those stages first, in
+/// their image's turn.
 pub fn plan_status(plan: &ProjectPlan) -> BuildPlanStatus {
     BuildPlanStatus {
-        sets: plan.sets.sets.clone(),
+        sets: crate::plan::stage_images::werf_sets(&plan.sets, &plan.stage_images),
     }
 }
 

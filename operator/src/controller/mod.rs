@@ -14,6 +14,7 @@
 
 pub mod base_image;
 pub mod building;
+pub mod config_rendering;
 pub mod error;
 pub mod finish;
 pub mod planning;
@@ -268,7 +269,7 @@ async fn building_step(
         .clone()
         .ok_or_else(|| Error::Internal("Building without a commit in the status".into()))?;
     let resolved = source::resolve(ib, ctx, Some(&commit)).await?;
-    let mut plan = planning::plan(ib, &resolved.mirror, &commit).await?;
+    let mut plan = planning::plan(ib, &ctx.client, &resolved.mirror, &commit).await?;
     let storage = building::connect_storage(ib, ctx).await?;
     let staged = staged::resolve(ib, &mut plan, &storage, &resolved.mirror).await?;
     let progress = building::advance(ib, ctx, &plan.config, &plan, &storage, &staged).await?;

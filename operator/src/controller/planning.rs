@@ -37,9 +37,18 @@ pub fn spec_platforms(ib: &ImageBuild) -> Result<Vec<Platform>, Error> {
 /// from `spec.config.path` in the commit (default `werf.yaml`, then `werf.yml`) or is
 /// `spec.config.inline` (its Dockerfiles and files still come from the commit).
 ///
+/// werf.yaml is rendered with `spec.configRendering` ([`super::config_rendering`]).
+///
 /// Errors: [`Error::InvalidSpec`] for a bad `spec.config`, [`Error::InvalidPlatform`],
-/// [`Error::Plan`].
-pub async fn plan(ib: &ImageBuild, mirror: &Path, commit: &str) -> Result<ProjectPlan, Error> {
+/// [`Error::TemplateEnvNotFound`], [`Error::Plan`] (template errors are
+/// `ProjectPlanError::Config`).
+pub async fn plan(
+    ib: &ImageBuild,
+    client: &kube::Client,
+    mirror: &Path,
+    commit: &str,
+) -> Result<ProjectPlan, Error> {
+    let render = super::config_rendering::render_context(ib, client).await?;
     let (config_path, inline_config) = match ib.spec.config_source() {
         Ok(ConfigSource::Default) => ("werf.yaml".to_owned(), None),
         Ok(ConfigSource::Path(p)) => (p.to_owned(), None),
@@ -68,6 +77,7 @@ pub async fn plan(ib: &ImageBuild, mirror: &Path, commit: &str) -> Result<Projec
             platforms: &platforms,
             staged_dockerfile_version: staged,
             parallel,
+            render,
         };
         plan_project(&tree, &request).map_err(Error::Plan)
     })
@@ -91,7 +101,7 @@ pub async fn plan_step(
     current: &ImageBuildStatus,
 ) -> Result<Action, Error> {
     let resolved = source::resolve(ib, ctx, current.commit.as_deref()).await?;
-    let plan = plan(ib, &resolved.mirror, &resolved.commit).await?;
+    let plan = plan(ib, &ctx.client, &resolved.mirror, &resolved.commit).await?;
     // A missing build secret ends the build here, before any builder pod.
     super::secrets::check(&ib.spec, &plan.config, plan.sets.images())?;
     super::secrets::check_sources(ib, ctx, &plan.config, plan.sets.images()).await?;

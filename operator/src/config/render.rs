@@ -242,7 +242,7 @@ impl Host for WerfHost<'_> {
             "Glob" => {
                 let mut found = BTreeMap::new();
                 let pattern = path.trim_start_matches("./");
-                for file in self.files.list("")? {
+                for file in self.files.list(&literal_prefix(pattern))? {
                     if crate::source::path_matcher::doublestar_match(pattern, &file) {
                         let bytes = self.files.read(&file)?.unwrap_or_default();
                         found.insert(file, Value::from(String::from_utf8_lossy(&bytes).into_owned()));
@@ -256,6 +256,18 @@ impl Host for WerfHost<'_> {
             other => Err(format!("unknown method {other}")),
         }
     }
+}
+
+/// The directories of a glob before its first component with a wildcard (`services` for
+/// `services/*/Dockerfile`): only files under it can match.
+fn literal_prefix(pattern: &str) -> String {
+    let parts: Vec<&str> = pattern.split('/').collect();
+    let literal = parts[..parts.len().saturating_sub(1)]
+        .iter()
+        .take_while(|p| !p.contains(['*', '?', '[', '{', '\\']))
+        .copied()
+        .collect::<Vec<_>>();
+    literal.join("/")
 }
 
 /// [`CommitFiles`] of a [`crate::source::GitTree`].

@@ -190,7 +190,11 @@ impl Exec<'_> {
                 Node::Action(pipe) => {
                     let v = self.pipe(f, pipe, dot)?;
                     if pipe.decl.is_empty() {
-                        v.write_go(out);
+                        match v {
+                            // Go turns a nil interface result into "no value" before printing.
+                            Value::Nil => out.push_str("<no value>"),
+                            v => v.write_go(out),
+                        }
                     }
                 }
                 Node::If(b) => {
@@ -230,7 +234,7 @@ impl Exec<'_> {
                         None => Value::Nil,
                     };
                     if !self.set.contains(name) {
-                        return Err(Located::new(*pos, Phase::Execute, format!("template: no template {name:?} associated with template \"werfConfig\"")).into());
+                        return Err(Located::new(*pos, Phase::Execute, format!("template {name:?} not defined")).into());
                     }
                     self.template(name, data, out).map_err(Fail::Nested)?;
                 }
@@ -475,6 +479,9 @@ impl Exec<'_> {
             "include" => {
                 check_arity(name, &args, 2).map_err(fail)?;
                 let template = args[0].print();
+                if !self.set.contains(&template) {
+                    return Err(fail(format!("template: no template {template:?} associated with template \"werfConfig\"")));
+                }
                 let mut out = String::new();
                 self.template(&template, args[1].clone(), &mut out)
                     .map_err(|e| self.nested(e, f, cmd, name))?;

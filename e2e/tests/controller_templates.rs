@@ -37,7 +37,8 @@ args:
 
 const GITERMINISM: &str = "giterminismConfigVersion: 1\nconfig:\n  goTemplateRendering:\n    allowEnvVariables: [/CI_.*/]\n";
 
-const DOCKERFILE: &str = "FROM busybox\nARG GREETING\nARG SUFFIX\nRUN echo \"$GREETING$SUFFIX\" > /greeting\n";
+const DOCKERFILE: &str =
+    "FROM busybox\nARG GREETING\nARG SUFFIX\nRUN echo \"$GREETING$SUFFIX\" > /greeting\n";
 
 fn templated_build(name: &str, url: &str, registry: &str) -> ImageBuild {
     let mut ib = harness::sample_image_build(name, url, "main", registry);
@@ -81,7 +82,10 @@ async fn a_templated_werf_yaml_with_env_values_from_the_spec_builds() {
         "stringData": {"services": "api,worker"}
     }))
     .unwrap();
-    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
 
     let cache = tempfile::tempdir().unwrap();
     let _operator = InProcessOperator::start(
@@ -92,9 +96,13 @@ async fn a_templated_werf_yaml_with_env_values_from_the_spec_builds() {
     );
     let api: Api<ImageBuild> = Api::namespaced(client.clone(), "default");
 
-    let built = harness::create_and_wait(&api, &templated_build("templated", repo.url(), &registry), BUILD_TIMEOUT)
-        .await
-        .unwrap();
+    let built = harness::create_and_wait(
+        &api,
+        &templated_build("templated", repo.url(), &registry),
+        BUILD_TIMEOUT,
+    )
+    .await
+    .unwrap();
     let status = built.status.as_ref().unwrap();
     assert_eq!(status.phase, Phase::Succeeded, "{:?}", status.conditions);
     let report = status.report.as_ref().unwrap();
@@ -107,9 +115,17 @@ async fn a_templated_werf_yaml_with_env_values_from_the_spec_builds() {
         let greeting = harness::file_in_image(&storage, &shop, tag, "greeting")
             .await
             .unwrap();
-        assert_eq!(greeting.as_deref(), Some(format!("hello from {image}!\n").as_str()));
+        assert_eq!(
+            greeting.as_deref(),
+            Some(format!("hello from {image}!\n").as_str())
+        );
     }
-    assert_eq!(harness::pods_left(&client, "default", "templated").await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        harness::pods_left(&client, "default", "templated")
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
 
     // A template error: the build fails at planning with InvalidConfig, no pod.
     let mut broken = templated_build("broken", repo.url(), &registry);
@@ -117,7 +133,9 @@ async fn a_templated_werf_yaml_with_env_values_from_the_spec_builds() {
         path: None,
         inline: Some("project: shop\nconfigVersion: 1\n---\nimage: app\nfrom: {{ required \"set CI_BASE\" (env \"CI_BASE\" \"\") }}\n".into()),
     });
-    let failed = harness::create_and_wait(&api, &broken, BUILD_TIMEOUT).await.unwrap();
+    let failed = harness::create_and_wait(&api, &broken, BUILD_TIMEOUT)
+        .await
+        .unwrap();
     let status = failed.status.as_ref().unwrap();
     assert_eq!(status.phase, Phase::Failed);
     let condition = status

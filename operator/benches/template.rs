@@ -6,9 +6,7 @@
 use std::collections::BTreeMap;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kiln_operator::config::render::{
-    CommitFiles, CommitInfo, EnvValues, RenderContext, render,
-};
+use kiln_operator::config::render::{CommitFiles, CommitInfo, EnvValues, RenderContext, render};
 
 const SERVICES: usize = 20;
 
@@ -24,7 +22,12 @@ impl CommitFiles for Files {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>, String> {
-        Ok(self.0.keys().filter(|k| k.starts_with(&format!("{dir}/"))).cloned().collect())
+        Ok(self
+            .0
+            .keys()
+            .filter(|k| k.starts_with(&format!("{dir}/")))
+            .cloned()
+            .collect())
     }
 }
 
@@ -79,7 +82,11 @@ fn files() -> Files {
             "- args: {{A: a{i}, B: b{i}, C: c{i}}}\n  staged: {}\n  target: {}\n  deps: [{}]\n",
             i % 2 == 0,
             if i % 3 == 0 { "prod" } else { "\"\"" },
-            if i > 0 { format!("svc-{:02}", i - 1) } else { String::new() }
+            if i > 0 {
+                format!("svc-{:02}", i - 1)
+            } else {
+                String::new()
+            }
         ));
     }
     map.insert("shared/values.yaml".to_string(), values);
@@ -105,7 +112,11 @@ fn bench(c: &mut Criterion) {
         ..RenderContext::default()
     };
     let rendered = render(&text, &files, &commit, &context).expect("renders");
-    assert!(text.lines().count() >= 500, "{} lines", text.lines().count());
+    assert!(
+        text.lines().count() >= 500,
+        "{} lines",
+        text.lines().count()
+    );
     assert_eq!(rendered.matches("labels:").count(), SERVICES);
     kiln_operator::config::WerfConfig::parse("werf.yaml", &rendered).expect("valid werf.yaml");
     c.bench_function("render 500-line werf.yaml with 20 includes", |b| {

@@ -222,7 +222,10 @@ fn render_prints_the_rendered_werf_yaml_with_env_from_the_process() {
             "werf-giterminism.yaml",
             "giterminismConfigVersion: 1\nconfig:\n  goTemplateRendering:\n    allowEnvVariables: [KILN_TEST_PROJECT]\n",
         ),
-        (".werf/images.tmpl", "{{ define \"images\" }}\n---\nimage: app\ndockerfile: Dockerfile\n{{- end }}"),
+        (
+            ".werf/images.tmpl",
+            "{{ define \"images\" }}\n---\nimage: app\ndockerfile: Dockerfile\n{{- end }}",
+        ),
         ("Dockerfile", "FROM busybox\n"),
     ];
     repo.commit(&files);

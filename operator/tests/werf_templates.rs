@@ -120,7 +120,10 @@ fn project_files(werf_yaml: &str) -> Vec<(String, String)> {
         ("services/api/main.go", "package main\n"),
         ("services/worker/Dockerfile", SERVICE_DOCKERFILE),
         ("services/worker/worker.py", "print('work')\n"),
-        ("tools.Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN apk add git\n"),
+        (
+            "tools.Dockerfile",
+            "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN apk add git\n",
+        ),
     ]
     .into_iter()
     .map(|(p, c)| (p.to_string(), c.to_string()))
@@ -159,7 +162,10 @@ fn render(files: &[(String, String)], context: RenderContext) -> Result<String, 
     render_config(&tree, &request).map(|(_, text)| text)
 }
 
-fn plan(files: &[(String, String)], context: RenderContext) -> Result<ProjectPlan, ProjectPlanError> {
+fn plan(
+    files: &[(String, String)],
+    context: RenderContext,
+) -> Result<ProjectPlan, ProjectPlanError> {
     let repo = committed(files);
     let tree = GitTree::open(repo.path(), None).unwrap();
     let request = PlanRequest {
@@ -185,7 +191,12 @@ fn digests(plan: &ProjectPlan) -> Vec<(String, String, String, Option<String>)> 
         .collect()
 }
 
-fn template_error(err: ProjectPlanError) -> (kiln_operator::config::template::TemplateError, Option<usize>) {
+fn template_error(
+    err: ProjectPlanError,
+) -> (
+    kiln_operator::config::template::TemplateError,
+    Option<usize>,
+) {
     let ProjectPlanError::Config(config) = err else {
         panic!("expected a config error, got {err}");
     };
@@ -216,7 +227,10 @@ fn templated_project_has_the_stage_digests_of_its_plain_equivalent() {
     // A different value from the environment is a different build.
     let other_base = plan(
         &project_files(MONOREPO_WERF_YAML),
-        env(&[("CI_PROJECT_NAME", "shop"), ("CI_BASE_IMAGE", "alpine:3.21")]),
+        env(&[
+            ("CI_PROJECT_NAME", "shop"),
+            ("CI_BASE_IMAGE", "alpine:3.21"),
+        ]),
     )
     .unwrap();
     assert_ne!(digests(&other_base)[0].3, digests(&templated)[0].3);
@@ -237,7 +251,10 @@ fn env_without_default_must_be_set_under_giterminism() {
     let files = project_files("project: {{ env \"CI_PROJECT_NAME\" }}\n");
     let (err, line) = template_error(render(&files, env(&[])).unwrap_err());
     assert_eq!(err.function.as_deref(), Some("env"));
-    assert_eq!((err.template.as_str(), err.line, err.column), ("werfConfig", 1, 13));
+    assert_eq!(
+        (err.template.as_str(), err.line, err.column),
+        ("werfConfig", 1, 13)
+    );
     assert_eq!(line, Some(1));
     assert_eq!(
         err.message,
@@ -256,12 +273,19 @@ fn env_not_in_the_allow_list_is_an_error_naming_it_even_with_a_default() {
     let files = project_files("a: b\n{{ env \"SECRET_TOKEN\" \"x\" }}\n");
     let (err, _) = template_error(render(&files, env(&[("SECRET_TOKEN", "t")])).unwrap_err());
     assert_eq!((err.line, err.column), (2, 4));
-    assert!(err.message.contains("env name 'SECRET_TOKEN' not allowed"), "{err}");
+    assert!(
+        err.message.contains("env name 'SECRET_TOKEN' not allowed"),
+        "{err}"
+    );
     // Without a giterminism file nothing is allowed.
     let mut bare = project_files("{{ env \"CI_PROJECT_NAME\" \"x\" }}");
     bare.retain(|(p, _)| p != "werf-giterminism.yaml");
     let (err, _) = template_error(render(&bare, env(&[])).unwrap_err());
-    assert!(err.message.contains("env name 'CI_PROJECT_NAME' not allowed"), "{err}");
+    assert!(
+        err.message
+            .contains("env name 'CI_PROJECT_NAME' not allowed"),
+        "{err}"
+    );
     // The regex entry is anchored: CI_X matches /CI_[A-Z_]+/, xCI_X does not.
     let files = project_files("{{ env \"xCI_X\" \"d\" }}");
     assert!(render(&files, env(&[])).is_err());
@@ -277,11 +301,22 @@ fn required_fails_with_its_message_at_its_line() {
     let (t, line) = template_error(err);
     assert_eq!(t.phase, Phase::Execute);
     assert_eq!(t.function.as_deref(), Some("required"));
-    assert_eq!((t.template.as_str(), t.line, t.column), ("werfConfig", 5, 10));
+    assert_eq!(
+        (t.template.as_str(), t.line, t.column),
+        ("werfConfig", 5, 10)
+    );
     assert_eq!(t.message, "set CI_BASE_IMAGE to the base image");
     assert_eq!(line, Some(5));
-    assert!(text.starts_with("werf.yaml, line 5: template: werfConfig:5:10: executing \"werfConfig\" at <required"), "{text}");
-    assert!(text.contains("error calling required: set CI_BASE_IMAGE to the base image"), "{text}");
+    assert!(
+        text.starts_with(
+            "werf.yaml, line 5: template: werfConfig:5:10: executing \"werfConfig\" at <required"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("error calling required: set CI_BASE_IMAGE to the base image"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -311,16 +346,24 @@ fn files_come_from_the_commit_never_the_work_tree() {
         ..PlanRequest::default()
     };
     let (_, rendered) = render_config(&tree, &request).unwrap();
-    assert_eq!(rendered, "true true false services/api/Dockerfile services/worker/Dockerfile ");
+    assert_eq!(
+        rendered,
+        "true true false services/api/Dockerfile services/worker/Dockerfile "
+    );
     let missing = project_files("{{ .Files.Get \"uncommitted.txt\" }}");
     let (err, _) = template_error(render(&missing, ci_env()).unwrap_err());
     assert_eq!(err.function.as_deref(), Some("Get"));
-    assert!(err.message.contains("\"uncommitted.txt\" not found"), "{err}");
+    assert!(
+        err.message.contains("\"uncommitted.txt\" not found"),
+        "{err}"
+    );
 }
 
 #[test]
 fn env_and_commit_data() {
-    let files = project_files("{{ .Env }}|{{ .Commit.Date.Unix }}|{{ .Commit.Date.Human }}|{{ len .Commit.Hash }}");
+    let files = project_files(
+        "{{ .Env }}|{{ .Commit.Date.Unix }}|{{ .Commit.Date.Human }}|{{ len .Commit.Hash }}",
+    );
     let context = RenderContext {
         werf_env: "production".into(),
         ..ci_env()
@@ -335,7 +378,10 @@ fn env_and_commit_data() {
 #[test]
 fn a_custom_templates_directory_replaces_dot_werf() {
     let mut files = project_files("{{ include \"x\" . }}");
-    files.push(("ci/templates/x.tmpl".into(), "{{ define \"x\" }}from ci{{ end }}".into()));
+    files.push((
+        "ci/templates/x.tmpl".into(),
+        "{{ define \"x\" }}from ci{{ end }}".into(),
+    ));
     let context = RenderContext {
         templates_dir: Some("ci/templates".into()),
         ..ci_env()
@@ -349,5 +395,8 @@ fn a_custom_templates_directory_replaces_dot_werf() {
 fn plain_yaml_is_not_rendered() {
     // `<no value>`-style surprises cannot happen to a file without actions.
     let text = "project: shop\nconfigVersion: 1\n";
-    assert_eq!(render(&project_files(text), RenderContext::default()).unwrap(), text);
+    assert_eq!(
+        render(&project_files(text), RenderContext::default()).unwrap(),
+        text
+    );
 }

@@ -13,8 +13,7 @@ use serde::Serialize;
 use kiln_operator::config::Platform;
 use kiln_operator::config::render::{EnvValues, RenderContext};
 use kiln_operator::plan::project::{
-    ImageBuildKind, PlanRequest, ProjectPlan, StagedDockerfileVersion, plan_project,
-    render_config,
+    ImageBuildKind, PlanRequest, ProjectPlan, StagedDockerfileVersion, plan_project, render_config,
 };
 use kiln_operator::plan::{DEFAULT_PARALLEL_TASKS_LIMIT, ParallelOptions};
 use kiln_operator::source::GitTree;

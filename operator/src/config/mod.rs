@@ -235,7 +235,7 @@ pub fn render_text(
         let (line, kind) = match e {
             render::RenderError::Template(t) => (
                 (t.template == render::WERF_CONFIG_TEMPLATE && t.line > 0).then_some(t.line),
-                ConfigErrorKind::Template(t),
+                ConfigErrorKind::Template(*t),
             ),
             render::RenderError::Project(message) => (None, ConfigErrorKind::Render(message)),
         };

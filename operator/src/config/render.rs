@@ -83,12 +83,20 @@ impl CommitInfo {
         let civil = jiff::Timestamp::from_second(self.time_unix)
             .ok()
             .zip(jiff::tz::Offset::from_seconds(offset_seconds).ok())
-            .map(|(ts, off)| ts.to_zoned(jiff::tz::TimeZone::fixed(off)).strftime("%Y-%m-%d %H:%M:%S").to_string())
+            .map(|(ts, off)| {
+                ts.to_zoned(jiff::tz::TimeZone::fixed(off))
+                    .strftime("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
             .unwrap_or_default();
         let sign = if offset_seconds < 0 { '-' } else { '+' };
         let abs = self.offset_minutes.unsigned_abs();
         let zone = format!("{sign}{:02}{:02}", abs / 60, abs % 60);
-        let name = if offset_seconds == 0 { "UTC".to_string() } else { zone.clone() };
+        let name = if offset_seconds == 0 {
+            "UTC".to_string()
+        } else {
+            zone.clone()
+        };
         format!("{civil} {zone} {name}")
     }
 }
@@ -98,7 +106,7 @@ impl CommitInfo {
 pub enum RenderError {
     /// A parse or execute error in werf.yaml or a `.werf` template.
     #[error(transparent)]
-    Template(TemplateError),
+    Template(Box<TemplateError>),
     /// The commit could not be read, or `werf-giterminism.yaml` is malformed.
     #[error("{0}")]
     Project(String),
@@ -120,16 +128,28 @@ pub fn render(
     context: &RenderContext,
 ) -> Result<String, RenderError> {
     let set = TemplateSet::new();
-    let dir = context.templates_dir.as_deref().unwrap_or(DEFAULT_TEMPLATES_DIR).trim_matches('/');
+    let dir = context
+        .templates_dir
+        .as_deref()
+        .unwrap_or(DEFAULT_TEMPLATES_DIR)
+        .trim_matches('/');
     for path in files.list(dir).map_err(RenderError::Project)? {
         if !path.ends_with(".tmpl") {
             continue;
         }
-        let bytes = files.read(&path).map_err(RenderError::Project)?.unwrap_or_default();
-        let name = path.strip_prefix(dir).unwrap_or(&path).trim_start_matches('/');
-        set.add(name, &String::from_utf8_lossy(&bytes)).map_err(RenderError::Template)?;
+        let bytes = files
+            .read(&path)
+            .map_err(RenderError::Project)?
+            .unwrap_or_default();
+        let name = path
+            .strip_prefix(dir)
+            .unwrap_or(&path)
+            .trim_start_matches('/');
+        set.add(name, &String::from_utf8_lossy(&bytes))
+            .map_err(RenderError::Template)?;
     }
-    set.add(WERF_CONFIG_TEMPLATE, text).map_err(RenderError::Template)?;
+    set.add(WERF_CONFIG_TEMPLATE, text)
+        .map_err(RenderError::Template)?;
     let allowed = allowed_env(files, context)?;
     let host = WerfHost {
         files,
@@ -138,7 +158,10 @@ pub fn render(
     };
     let mut date = BTreeMap::new();
     date.insert("Human".to_string(), Value::from(commit.human_date()));
-    date.insert("Unix".to_string(), Value::from(commit.time_unix.to_string()));
+    date.insert(
+        "Unix".to_string(),
+        Value::from(commit.time_unix.to_string()),
+    );
     let mut commit_data = BTreeMap::new();
     commit_data.insert("Hash".to_string(), Value::from(commit.hash.as_str()));
     commit_data.insert("Date".to_string(), Value::from(date));
@@ -175,7 +198,10 @@ enum Allowed {
     Pattern(regex::Regex),
 }
 
-fn allowed_env(files: &dyn CommitFiles, context: &RenderContext) -> Result<Vec<Allowed>, RenderError> {
+fn allowed_env(
+    files: &dyn CommitFiles,
+    context: &RenderContext,
+) -> Result<Vec<Allowed>, RenderError> {
     if context.loose_giterminism {
         return Ok(Vec::new());
     }
@@ -189,12 +215,18 @@ fn allowed_env(files: &dyn CommitFiles, context: &RenderContext) -> Result<Vec<A
         .go_template_rendering
         .allow_env_variables
         .into_iter()
-        .map(|entry| match entry.strip_prefix('/').and_then(|e| e.strip_suffix('/')) {
-            Some(expr) if entry.len() >= 2 => regex::Regex::new(&format!("^{expr}$"))
-                .map(Allowed::Pattern)
-                .map_err(|e| RenderError::Project(format!("{GITERMINISM_FILE}: allowEnvVariables entry {entry:?}: {e}"))),
-            _ => Ok(Allowed::Name(entry)),
-        })
+        .map(
+            |entry| match entry.strip_prefix('/').and_then(|e| e.strip_suffix('/')) {
+                Some(expr) if entry.len() >= 2 => regex::Regex::new(&format!("^{expr}$"))
+                    .map(Allowed::Pattern)
+                    .map_err(|e| {
+                        RenderError::Project(format!(
+                            "{GITERMINISM_FILE}: allowEnvVariables entry {entry:?}: {e}"
+                        ))
+                    }),
+                _ => Ok(Allowed::Name(entry)),
+            },
+        )
         .collect()
 }
 
@@ -223,7 +255,9 @@ impl Host for WerfHost<'_> {
         };
         match (value, fallback) {
             (None, Some(d)) => Ok(d.to_string()),
-            (None, None) if giterministic => Err(format!("the environment variable {name:?} must be set or default must be provided")),
+            (None, None) if giterministic => Err(format!(
+                "the environment variable {name:?} must be set or default must be provided"
+            )),
             (None, None) => Ok(String::new()),
             (Some(v), Some(d)) if v.is_empty() => Ok(d.to_string()),
             (Some(v), _) => Ok(v),
@@ -235,9 +269,13 @@ impl Host for WerfHost<'_> {
         match method {
             "Get" => match self.files.read(&clean)? {
                 Some(bytes) => Ok(Value::from(String::from_utf8_lossy(&bytes).into_owned())),
-                None => Err(format!("config go template file {path:?} not found in the commit")),
+                None => Err(format!(
+                    "config go template file {path:?} not found in the commit"
+                )),
             },
-            "Exists" => Ok(Value::Bool(self.files.read(&clean)?.is_some() || self.files.is_dir(&clean)?)),
+            "Exists" => Ok(Value::Bool(
+                self.files.read(&clean)?.is_some() || self.files.is_dir(&clean)?,
+            )),
             "IsDir" => Ok(Value::Bool(self.files.is_dir(&clean)?)),
             "Glob" => {
                 let mut found = BTreeMap::new();
@@ -245,7 +283,10 @@ impl Host for WerfHost<'_> {
                 for file in self.files.list(&literal_prefix(pattern))? {
                     if crate::source::path_matcher::doublestar_match(pattern, &file) {
                         let bytes = self.files.read(&file)?.unwrap_or_default();
-                        found.insert(file, Value::from(String::from_utf8_lossy(&bytes).into_owned()));
+                        found.insert(
+                            file,
+                            Value::from(String::from_utf8_lossy(&bytes).into_owned()),
+                        );
                     }
                 }
                 if found.is_empty() {
@@ -282,13 +323,20 @@ impl CommitFiles for crate::source::GitTree {
 
     fn is_dir(&self, path: &str) -> Result<bool, String> {
         let clean = crate::source::clean_repo_path(path);
-        Ok(matches!(self.entry_at(&clean).map_err(|e| e.to_string())?, Some((_, mode)) if mode == crate::source::ls_tree::MODE_DIR))
+        Ok(
+            matches!(self.entry_at(&clean).map_err(|e| e.to_string())?, Some((_, mode)) if mode == crate::source::ls_tree::MODE_DIR),
+        )
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>, String> {
         if !dir.is_empty() && !self.is_dir(dir)? {
             return Ok(Vec::new());
         }
-        Ok(self.list_entries(dir).map_err(|e| e.to_string())?.into_iter().map(|e| e.path).collect())
+        Ok(self
+            .list_entries(dir)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|e| e.path)
+            .collect())
     }
 }

@@ -80,7 +80,11 @@ fn secret_value(secret: &Secret, key: &str) -> Option<String> {
     if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
         return Some(String::from_utf8_lossy(&v.0).into_owned());
     }
-    secret.string_data.as_ref().and_then(|d| d.get(key)).cloned()
+    secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .cloned()
 }
 
 fn config_map_value(map: &ConfigMap, key: &str) -> Option<String> {
@@ -121,7 +125,10 @@ mod tests {
         assert_eq!(ctx.werf_env, "production");
         assert_eq!(ctx.templates_dir.as_deref(), Some("ci/templates"));
         assert!(ctx.loose_giterminism);
-        assert_eq!(render_context_from(None, BTreeMap::new()), RenderContext::default());
+        assert_eq!(
+            render_context_from(None, BTreeMap::new()),
+            RenderContext::default()
+        );
     }
 
     #[test]

@@ -69,7 +69,9 @@ pub enum Error {
         id: String,
     },
     /// A Secret, ConfigMap or key that `spec.configRendering.envValuesFrom` names is missing.
-    #[error("{what} (for werf.yaml env variable {variable:?}, from {field}) not found in namespace {namespace:?}")]
+    #[error(
+        "{what} (for werf.yaml env variable {variable:?}, from {field}) not found in namespace {namespace:?}"
+    )]
     TemplateEnvNotFound {
         /// What is missing (`Secret "x"`, `key "k" of ConfigMap "y"`).
         what: String,

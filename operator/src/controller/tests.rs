@@ -565,8 +565,7 @@ dockerfile: Dockerfile
 {{- end }}
 "#;
 
-const ALLOW_CI_VARIABLES: &str =
-    "giterminismConfigVersion: 1\nconfig:\n  goTemplateRendering:\n    allowEnvVariables: [/CI_.*/]\n";
+const ALLOW_CI_VARIABLES: &str = "giterminismConfigVersion: 1\nconfig:\n  goTemplateRendering:\n    allowEnvVariables: [/CI_.*/]\n";
 
 #[tokio::test]
 async fn planning_renders_werf_yaml_with_env_values_from_the_spec_and_a_secret() {
@@ -641,7 +640,10 @@ async fn a_missing_env_value_secret_fails_with_secret_not_found() {
     let tmp = tempfile::tempdir().unwrap();
     let (url, _) = repo_with(
         tmp.path(),
-        &[("werf.yaml", TEMPLATED_WERF_YAML), ("Dockerfile", "FROM busybox\n")],
+        &[
+            ("werf.yaml", TEMPLATED_WERF_YAML),
+            ("Dockerfile", "FROM busybox\n"),
+        ],
     );
     let (ctx, handle) = test_context(&tmp.path().join("cache"));
     let ib = build(

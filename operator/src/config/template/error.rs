@@ -61,7 +61,11 @@ pub struct TemplateError {
 
 impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "template: {}:{}:{}: ", self.template, self.line, self.column)?;
+        write!(
+            f,
+            "template: {}:{}:{}: ",
+            self.template, self.line, self.column
+        )?;
         if let Some(executing) = &self.executing {
             write!(f, "executing {executing:?} ")?;
             if let Some(node) = &self.node {

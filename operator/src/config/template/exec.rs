@@ -52,13 +52,16 @@ impl TemplateSet {
     /// replaces an earlier one, except that an empty body never replaces a non-empty one.
     ///
     /// Errors: a [`TemplateError`] with [`Phase::Parse`] naming `name`, line and column.
-    pub fn add(&self, name: &str, src: &str) -> Result<(), TemplateError> {
-        let parsed = parse(src, &|f| funcs::is_func(f)).map_err(|e| to_error(e, name, src, None))?;
+    pub fn add(&self, name: &str, src: &str) -> Result<(), Box<TemplateError>> {
+        let parsed = parse(src, &|f| funcs::is_func(f))
+            .map_err(|e| Box::new(to_error(e, name, src, None)))?;
         let parse_name: Rc<str> = name.into();
         let src: Rc<str> = src.into();
         let mut trees = self.trees.borrow_mut();
         let mut insert = |tree_name: String, body: List| {
-            let empty = body.iter().all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()));
+            let empty = body
+                .iter()
+                .all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()));
             if empty && trees.contains_key(&tree_name) {
                 return;
             }
@@ -87,7 +90,12 @@ impl TemplateSet {
     ///
     /// Errors: [`TemplateError`] with [`Phase::Execute`]: the innermost failing template,
     /// line, column, node and function.
-    pub fn execute(&self, name: &str, data: Value, host: &dyn Host) -> Result<String, TemplateError> {
+    pub fn execute(
+        &self,
+        name: &str,
+        data: Value,
+        host: &dyn Host,
+    ) -> Result<String, Box<TemplateError>> {
         let mut out = String::new();
         let mut exec = Exec {
             set: self,
@@ -123,13 +131,13 @@ enum Flow {
 
 /// An error inside one tree, or one already located in a nested template.
 enum Fail {
-    Here(Located),
-    Nested(TemplateError),
+    Here(Box<Located>),
+    Nested(Box<TemplateError>),
 }
 
 impl From<Located> for Fail {
     fn from(l: Located) -> Fail {
-        Fail::Here(l)
+        Fail::Here(Box::new(l))
     }
 }
 
@@ -146,10 +154,15 @@ struct Frame<'t> {
 }
 
 impl Exec<'_> {
-    fn template(&mut self, name: &str, data: Value, out: &mut String) -> Result<(), TemplateError> {
+    fn template(
+        &mut self,
+        name: &str,
+        data: Value,
+        out: &mut String,
+    ) -> Result<(), Box<TemplateError>> {
         let tree = self.set.trees.borrow().get(name).cloned();
         let Some(tree) = tree else {
-            return Err(TemplateError {
+            return Err(Box::new(TemplateError {
                 phase: Phase::Execute,
                 template: name.to_string(),
                 line: 0,
@@ -159,15 +172,19 @@ impl Exec<'_> {
                 function: None,
                 message: format!("no template {name:?} associated with template \"werfConfig\""),
                 via: Vec::new(),
-            });
+            }));
         };
         if self.depth >= MAX_DEPTH {
-            return Err(to_error(
-                Located::new(0, Phase::Execute, format!("exceeded maximum template depth ({MAX_DEPTH})")),
+            return Err(Box::new(to_error(
+                Located::new(
+                    0,
+                    Phase::Execute,
+                    format!("exceeded maximum template depth ({MAX_DEPTH})"),
+                ),
                 &tree.parse_name,
                 &tree.src,
                 Some(name),
-            ));
+            )));
         }
         self.depth += 1;
         let mut frame = Frame {
@@ -178,12 +195,23 @@ impl Exec<'_> {
         self.depth -= 1;
         match result {
             Ok(_) => Ok(()),
-            Err(Fail::Here(e)) => Err(to_error(e, &tree.parse_name, &tree.src, Some(name))),
+            Err(Fail::Here(e)) => Err(Box::new(to_error(
+                *e,
+                &tree.parse_name,
+                &tree.src,
+                Some(name),
+            ))),
             Err(Fail::Nested(e)) => Err(e),
         }
     }
 
-    fn list(&mut self, f: &mut Frame<'_>, list: &List, dot: &Value, out: &mut String) -> Result<Flow, Fail> {
+    fn list(
+        &mut self,
+        f: &mut Frame<'_>,
+        list: &List,
+        dot: &Value,
+        out: &mut String,
+    ) -> Result<Flow, Fail> {
         for node in list {
             match node {
                 Node::Text(t) => out.push_str(t),
@@ -234,7 +262,12 @@ impl Exec<'_> {
                         None => Value::Nil,
                     };
                     if !self.set.contains(name) {
-                        return Err(Located::new(*pos, Phase::Execute, format!("template {name:?} not defined")).into());
+                        return Err(Located::new(
+                            *pos,
+                            Phase::Execute,
+                            format!("template {name:?} not defined"),
+                        )
+                        .into());
                     }
                     self.template(name, data, out).map_err(Fail::Nested)?;
                 }
@@ -245,17 +278,36 @@ impl Exec<'_> {
         Ok(Flow::Normal)
     }
 
-    fn range(&mut self, f: &mut Frame<'_>, b: &Branch, dot: &Value, out: &mut String) -> Result<(), Fail> {
+    fn range(
+        &mut self,
+        f: &mut Frame<'_>,
+        b: &Branch,
+        dot: &Value,
+        out: &mut String,
+    ) -> Result<(), Fail> {
         let mark = f.vars.len();
         // The declared variables are set per element, not to the pipeline's value.
         let value = self.pipe_value(f, &b.pipe, dot)?;
         let items: Vec<(Value, Value)> = match &value {
-            Value::List(items) => items.iter().enumerate().map(|(i, v)| (Value::Int(i as i64), v.clone())).collect(),
-            Value::Map(m) => m.borrow().iter().map(|(k, v)| (Value::from(k.as_str()), v.clone())).collect(),
+            Value::List(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (Value::Int(i as i64), v.clone()))
+                .collect(),
+            Value::Map(m) => m
+                .borrow()
+                .iter()
+                .map(|(k, v)| (Value::from(k.as_str()), v.clone()))
+                .collect(),
             Value::Int(n) => (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect(),
             Value::Missing | Value::Nil => Vec::new(),
             other => {
-                return Err(Located::new(b.pipe.pos, Phase::Execute, format!("range can't iterate over {}", other.print())).into());
+                return Err(Located::new(
+                    b.pipe.pos,
+                    Phase::Execute,
+                    format!("range can't iterate over {}", other.print()),
+                )
+                .into());
             }
         };
         if items.is_empty() {
@@ -285,11 +337,25 @@ impl Exec<'_> {
         Ok(())
     }
 
-    fn set_var(&mut self, f: &mut Frame<'_>, name: &str, value: Value, assign: bool, pos: usize) -> Result<(), Fail> {
+    fn set_var(
+        &mut self,
+        f: &mut Frame<'_>,
+        name: &str,
+        value: Value,
+        assign: bool,
+        pos: usize,
+    ) -> Result<(), Fail> {
         if assign {
             match f.vars.iter_mut().rev().find(|(n, _)| n == name) {
                 Some(slot) => slot.1 = value,
-                None => return Err(Located::new(pos, Phase::Parse, format!("undefined variable: {name}")).into()),
+                None => {
+                    return Err(Located::new(
+                        pos,
+                        Phase::Parse,
+                        format!("undefined variable: {name}"),
+                    )
+                    .into());
+                }
             }
         } else {
             f.vars.push((name.to_string(), value));
@@ -315,16 +381,33 @@ impl Exec<'_> {
     }
 
     fn node_text(f: &Frame<'_>, cmd: &Cmd) -> String {
-        f.tree.src.get(cmd.pos..cmd.end).unwrap_or("").trim().to_string()
+        f.tree
+            .src
+            .get(cmd.pos..cmd.end)
+            .unwrap_or("")
+            .trim()
+            .to_string()
     }
 
-    fn cmd(&mut self, f: &mut Frame<'_>, cmd: &Cmd, dot: &Value, piped: Option<Value>) -> Result<Value, Fail> {
+    fn cmd(
+        &mut self,
+        f: &mut Frame<'_>,
+        cmd: &Cmd,
+        dot: &Value,
+        piped: Option<Value>,
+    ) -> Result<Value, Fail> {
         let first = &cmd.args[0];
         let result = match &first.term {
             Term::Func(name) => self.call(f, cmd, name, dot, piped),
-            Term::Field(fields) => {
-                self.fields(f, dot.clone(), fields, &cmd.args[1..], piped, dot, first.pos)
-            }
+            Term::Field(fields) => self.fields(
+                f,
+                dot.clone(),
+                fields,
+                &cmd.args[1..],
+                piped,
+                dot,
+                first.pos,
+            ),
             Term::Var(name, fields) => {
                 let value = lookup_var(f, name, first.pos)?;
                 if fields.is_empty() {
@@ -342,7 +425,9 @@ impl Exec<'_> {
                 }
             }
             Term::Dot => no_args(cmd, piped.is_some(), dot.clone()),
-            Term::Nil => Err(Located::new(first.pos, Phase::Execute, "nil is not a command").into()),
+            Term::Nil => {
+                Err(Located::new(first.pos, Phase::Execute, "nil is not a command").into())
+            }
             Term::Const(v) => no_args(cmd, piped.is_some(), v.clone()),
         };
         result.map_err(|e| match e {
@@ -411,50 +496,88 @@ impl Exec<'_> {
             receiver = match receiver {
                 Value::Map(m) => {
                     if has_args {
-                        return Err(Located::new(pos, Phase::Execute, format!("{name} is not a method but has arguments")).into());
+                        return Err(Located::new(
+                            pos,
+                            Phase::Execute,
+                            format!("{name} is not a method but has arguments"),
+                        )
+                        .into());
                     }
                     let v = m.borrow().get(name).cloned();
                     v.unwrap_or(Value::Missing)
                 }
-                Value::Files if matches!(name.as_str(), "Get" | "Glob" | "Exists" | "IsDir") && k == last => {
+                Value::Files
+                    if matches!(name.as_str(), "Get" | "Glob" | "Exists" | "IsDir")
+                        && k == last =>
+                {
                     let mut values = Vec::new();
                     for a in args {
                         values.push(self.arg(f, a, dot)?);
                     }
                     values.extend(piped.clone());
                     if values.len() != 1 {
-                        return Err(Located::new(pos, Phase::Execute, format!("wrong number of args for {name}: want 1 got {}", values.len())).into());
+                        return Err(Located::new(
+                            pos,
+                            Phase::Execute,
+                            format!(
+                                "wrong number of args for {name}: want 1 got {}",
+                                values.len()
+                            ),
+                        )
+                        .into());
                     }
                     let path = values[0].print();
                     self.host.files(name, &path).map_err(|message| {
                         let mut e = Located::new(pos, Phase::Execute, message);
                         e.function = Some(name.clone());
-                        Fail::Here(e)
+                        Fail::Here(Box::new(e))
                     })?
                 }
                 Value::Missing | Value::Nil => {
-                    return Err(Located::new(pos, Phase::Execute, format!("nil pointer evaluating interface {{}}.{name}")).into());
+                    return Err(Located::new(
+                        pos,
+                        Phase::Execute,
+                        format!("nil pointer evaluating interface {{}}.{name}"),
+                    )
+                    .into());
                 }
                 other => {
-                    return Err(Located::new(pos, Phase::Execute, format!("can't evaluate field {name} in type {}", other.type_name())).into());
+                    return Err(Located::new(
+                        pos,
+                        Phase::Execute,
+                        format!("can't evaluate field {name} in type {}", other.type_name()),
+                    )
+                    .into());
                 }
             };
         }
         Ok(receiver)
     }
 
-    fn call(&mut self, f: &mut Frame<'_>, cmd: &Cmd, name: &str, dot: &Value, piped: Option<Value>) -> Result<Value, Fail> {
+    fn call(
+        &mut self,
+        f: &mut Frame<'_>,
+        cmd: &Cmd,
+        name: &str,
+        dot: &Value,
+        piped: Option<Value>,
+    ) -> Result<Value, Fail> {
         let pos = cmd.args[0].pos;
         let fail = |message: String| {
             let mut e = Located::new(pos, Phase::Execute, message);
             e.function = Some(name.to_string());
-            Fail::Here(e)
+            Fail::Here(Box::new(e))
         };
         // `and`/`or` evaluate their arguments only as far as needed (Go 1.18).
         if name == "and" || name == "or" {
             let n = cmd.args.len() - 1 + usize::from(piped.is_some());
             if n == 0 {
-                return Err(Located::new(pos, Phase::Execute, format!("wrong number of args for {name}: want at least 1 got 0")).into());
+                return Err(Located::new(
+                    pos,
+                    Phase::Execute,
+                    format!("wrong number of args for {name}: want at least 1 got 0"),
+                )
+                .into());
             }
             let mut last = Value::Nil;
             for a in &cmd.args[1..] {
@@ -480,7 +603,9 @@ impl Exec<'_> {
                 check_arity(name, &args, 2).map_err(fail)?;
                 let template = args[0].print();
                 if !self.set.contains(&template) {
-                    return Err(fail(format!("template: no template {template:?} associated with template \"werfConfig\"")));
+                    return Err(fail(format!(
+                        "template: no template {template:?} associated with template \"werfConfig\""
+                    )));
                 }
                 let mut out = String::new();
                 self.template(&template, args[1].clone(), &mut out)
@@ -495,7 +620,9 @@ impl Exec<'_> {
                     *count += 1;
                     format!("tpl#{}", *count)
                 };
-                self.set.add(&template, &text).map_err(|e| self.nested(e, f, cmd, name))?;
+                self.set
+                    .add(&template, &text)
+                    .map_err(|e| self.nested(e, f, cmd, name))?;
                 let mut out = String::new();
                 let result = self.template(&template, args[1].clone(), &mut out);
                 self.set.trees.borrow_mut().remove(&template);
@@ -507,11 +634,16 @@ impl Exec<'_> {
                     if args.len() > 2 {
                         return Err(fail("more than 1 optional argument prohibited".into()));
                     }
-                    return Err(fail("wrong number of args for env: want at least 1 got 0".into()));
+                    return Err(fail(
+                        "wrong number of args for env: want at least 1 got 0".into(),
+                    ));
                 }
                 let var = args[0].print();
                 let fallback = args.get(1).map(Value::print);
-                self.host.env(&var, fallback.as_deref()).map(Value::from).map_err(fail)
+                self.host
+                    .env(&var, fallback.as_deref())
+                    .map(Value::from)
+                    .map_err(fail)
             }
             _ => funcs::call(name, &args).map_err(fail),
         }
@@ -519,16 +651,23 @@ impl Exec<'_> {
 
     /// An error from a nested template, keeping the innermost location and recording this
     /// call as the way it was reached.
-    fn nested(&self, mut e: TemplateError, f: &Frame<'_>, cmd: &Cmd, name: &str) -> Fail {
+    fn nested(&self, mut e: Box<TemplateError>, f: &Frame<'_>, cmd: &Cmd, name: &str) -> Fail {
         let (line, column) = line_col(&f.tree.src, cmd.pos);
-        e.via.push(format!("{}:{line}:{column}: {name} ({})", f.tree.parse_name, Self::node_text(f, cmd)));
+        e.via.push(format!(
+            "{}:{line}:{column}: {name} ({})",
+            f.tree.parse_name,
+            Self::node_text(f, cmd)
+        ));
         Fail::Nested(e)
     }
 }
 
 fn check_arity(name: &str, args: &[Value], want: usize) -> Result<(), String> {
     if args.len() != want {
-        return Err(format!("wrong number of args for {name}: want {want} got {}", args.len()));
+        return Err(format!(
+            "wrong number of args for {name}: want {want} got {}",
+            args.len()
+        ));
     }
     Ok(())
 }
@@ -536,13 +675,20 @@ fn check_arity(name: &str, args: &[Value], want: usize) -> Result<(), String> {
 fn lookup_var(f: &Frame<'_>, name: &str, pos: usize) -> Result<Value, Fail> {
     match f.vars.iter().rev().find(|(n, _)| n == name) {
         Some((_, v)) => Ok(v.clone()),
-        None => Err(Located::new(pos, Phase::Execute, format!("undefined variable: {name}")).into()),
+        None => {
+            Err(Located::new(pos, Phase::Execute, format!("undefined variable: {name}")).into())
+        }
     }
 }
 
 fn no_args(cmd: &Cmd, piped: bool, value: Value) -> Result<Value, Fail> {
     if cmd.args.len() > 1 || piped {
-        return Err(Located::new(cmd.pos, Phase::Execute, format!("can't give argument to non-function {}", value.print())).into());
+        return Err(Located::new(
+            cmd.pos,
+            Phase::Execute,
+            format!("can't give argument to non-function {}", value.print()),
+        )
+        .into());
     }
     Ok(value)
 }

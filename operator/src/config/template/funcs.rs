@@ -26,9 +26,17 @@ type Entry = (&'static str, usize, Option<usize>, Func);
 /// Functions the executor implements itself.
 const EXEC_FUNCS: &[&str] = &["and", "or", "include", "tpl", "env"];
 
-fn table() -> &'static HashMap<&'static str, (usize, Option<usize>, Func)> {
-    static TABLE: OnceLock<HashMap<&'static str, (usize, Option<usize>, Func)>> = OnceLock::new();
-    TABLE.get_or_init(|| ENTRIES.iter().map(|(n, min, max, f)| (*n, (*min, *max, *f))).collect())
+/// Arity bounds and the function, by name.
+type Table = HashMap<&'static str, (usize, Option<usize>, Func)>;
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        ENTRIES
+            .iter()
+            .map(|(n, min, max, f)| (*n, (*min, *max, *f)))
+            .collect()
+    })
 }
 
 /// Whether `name` is a function templates may call.
@@ -48,7 +56,9 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
             Some(m) => format!("{min} to {m}"),
             None => format!("at least {min}"),
         };
-        return Err(format!("wrong number of args for {name}: want {want} got {n}"));
+        return Err(format!(
+            "wrong number of args for {name}: want {want} got {n}"
+        ));
     }
     f(args)
 }
@@ -61,17 +71,36 @@ const ENTRIES: &[Entry] = &[
     ("slice", 1, Some(3), slice),
     ("print", 0, None, |a| Ok(Value::from(go_sprint(a)))),
     ("println", 0, None, |a| {
-        Ok(Value::from(format!("{}\n", a.iter().map(Value::print).collect::<Vec<_>>().join(" "))))
+        Ok(Value::from(format!(
+            "{}\n",
+            a.iter().map(Value::print).collect::<Vec<_>>().join(" ")
+        )))
     }),
-    ("printf", 1, None, |a| Ok(Value::from(sprintf(&a[0].print(), &a[1..])))),
+    ("printf", 1, None, |a| {
+        Ok(Value::from(sprintf(&a[0].print(), &a[1..])))
+    }),
     ("eq", 1, None, eq),
-    ("ne", 2, Some(2), |a| eq(a).map(|v| Value::Bool(!v.truthy()))),
-    ("lt", 2, Some(2), |a| compare(a).map(|o| Value::Bool(o.is_lt()))),
-    ("le", 2, Some(2), |a| compare(a).map(|o| Value::Bool(o.is_le()))),
-    ("gt", 2, Some(2), |a| compare(a).map(|o| Value::Bool(o.is_gt()))),
-    ("ge", 2, Some(2), |a| compare(a).map(|o| Value::Bool(o.is_ge()))),
-    ("html", 0, None, |a| Ok(Value::from(html_escape(&go_sprint(a))))),
-    ("urlquery", 0, None, |a| Ok(Value::from(query_escape(&go_sprint(a))))),
+    ("ne", 2, Some(2), |a| {
+        eq(a).map(|v| Value::Bool(!v.truthy()))
+    }),
+    ("lt", 2, Some(2), |a| {
+        compare(a).map(|o| Value::Bool(o.is_lt()))
+    }),
+    ("le", 2, Some(2), |a| {
+        compare(a).map(|o| Value::Bool(o.is_le()))
+    }),
+    ("gt", 2, Some(2), |a| {
+        compare(a).map(|o| Value::Bool(o.is_gt()))
+    }),
+    ("ge", 2, Some(2), |a| {
+        compare(a).map(|o| Value::Bool(o.is_ge()))
+    }),
+    ("html", 0, None, |a| {
+        Ok(Value::from(html_escape(&go_sprint(a))))
+    }),
+    ("urlquery", 0, None, |a| {
+        Ok(Value::from(query_escape(&go_sprint(a))))
+    }),
     ("js", 0, None, |a| Ok(Value::from(js_escape(&go_sprint(a))))),
     // werf.
     ("required", 2, Some(2), required),
@@ -81,116 +110,284 @@ const ENTRIES: &[Entry] = &[
     ("trim", 1, Some(1), |a| s1(a, |s| s.trim().to_string())),
     ("trimAll", 2, Some(2), |a| {
         let cut = strval(&a[0]);
-        Ok(Value::from(strval(&a[1]).trim_matches(|c| cut.contains(c)).to_string()))
+        Ok(Value::from(
+            strval(&a[1]).trim_matches(|c| cut.contains(c)).to_string(),
+        ))
     }),
     ("trimPrefix", 2, Some(2), |a| {
         let s = strval(&a[1]);
-        Ok(Value::from(s.strip_prefix(strval(&a[0]).as_str()).unwrap_or(&s).to_string()))
+        Ok(Value::from(
+            s.strip_prefix(strval(&a[0]).as_str())
+                .unwrap_or(&s)
+                .to_string(),
+        ))
     }),
     ("trimSuffix", 2, Some(2), |a| {
         let s = strval(&a[1]);
-        Ok(Value::from(s.strip_suffix(strval(&a[0]).as_str()).unwrap_or(&s).to_string()))
+        Ok(Value::from(
+            s.strip_suffix(strval(&a[0]).as_str())
+                .unwrap_or(&s)
+                .to_string(),
+        ))
     }),
     ("upper", 1, Some(1), |a| s1(a, |s| s.to_uppercase())),
     ("lower", 1, Some(1), |a| s1(a, |s| s.to_lowercase())),
     ("title", 1, Some(1), |a| s1(a, title)),
     ("untitle", 1, Some(1), |a| s1(a, untitle)),
-    ("repeat", 2, Some(2), |a| Ok(Value::from(strval(&a[1]).repeat(to_i64(&a[0]).max(0) as usize)))),
+    ("repeat", 2, Some(2), |a| {
+        Ok(Value::from(
+            strval(&a[1]).repeat(to_i64(&a[0]).max(0) as usize),
+        ))
+    }),
     ("substr", 3, Some(3), substr),
-    ("nospace", 1, Some(1), |a| s1(a, |s| s.chars().filter(|c| !c.is_whitespace()).collect())),
+    ("nospace", 1, Some(1), |a| {
+        s1(a, |s| s.chars().filter(|c| !c.is_whitespace()).collect())
+    }),
     ("trunc", 2, Some(2), trunc),
     ("abbrev", 2, Some(2), abbrev),
-    ("initials", 1, Some(1), |a| s1(a, |s| s.split_whitespace().filter_map(|w| w.chars().next()).collect())),
-    ("contains", 2, Some(2), |a| Ok(Value::Bool(strval(&a[1]).contains(strval(&a[0]).as_str())))),
-    ("hasPrefix", 2, Some(2), |a| Ok(Value::Bool(strval(&a[1]).starts_with(strval(&a[0]).as_str())))),
-    ("hasSuffix", 2, Some(2), |a| Ok(Value::Bool(strval(&a[1]).ends_with(strval(&a[0]).as_str())))),
-    ("quote", 0, None, |a| Ok(Value::from(non_nil(a).map(|v| go_quote(&strval(v))).collect::<Vec<_>>().join(" ")))),
-    ("squote", 0, None, |a| Ok(Value::from(non_nil(a).map(|v| format!("'{}'", strval(v))).collect::<Vec<_>>().join(" ")))),
-    ("cat", 0, None, |a| Ok(Value::from(non_nil(a).map(Value::print).collect::<Vec<_>>().join(" ")))),
-    ("indent", 2, Some(2), |a| Ok(Value::from(indent(to_i64(&a[0]), &strval(&a[1]))))),
-    ("nindent", 2, Some(2), |a| Ok(Value::from(format!("\n{}", indent(to_i64(&a[0]), &strval(&a[1])))))),
-    ("replace", 3, Some(3), |a| Ok(Value::from(strval(&a[2]).replace(strval(&a[0]).as_str(), &strval(&a[1]))))),
-    ("plural", 3, Some(3), |a| Ok(if to_i64(&a[2]) == 1 { a[0].clone() } else { a[1].clone() })),
+    ("initials", 1, Some(1), |a| {
+        s1(a, |s| {
+            s.split_whitespace()
+                .filter_map(|w| w.chars().next())
+                .collect()
+        })
+    }),
+    ("contains", 2, Some(2), |a| {
+        Ok(Value::Bool(strval(&a[1]).contains(strval(&a[0]).as_str())))
+    }),
+    ("hasPrefix", 2, Some(2), |a| {
+        Ok(Value::Bool(
+            strval(&a[1]).starts_with(strval(&a[0]).as_str()),
+        ))
+    }),
+    ("hasSuffix", 2, Some(2), |a| {
+        Ok(Value::Bool(strval(&a[1]).ends_with(strval(&a[0]).as_str())))
+    }),
+    ("quote", 0, None, |a| {
+        Ok(Value::from(
+            non_nil(a)
+                .map(|v| go_quote(&strval(v)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ))
+    }),
+    ("squote", 0, None, |a| {
+        Ok(Value::from(
+            non_nil(a)
+                .map(|v| format!("'{}'", strval(v)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ))
+    }),
+    ("cat", 0, None, |a| {
+        Ok(Value::from(
+            non_nil(a).map(Value::print).collect::<Vec<_>>().join(" "),
+        ))
+    }),
+    ("indent", 2, Some(2), |a| {
+        Ok(Value::from(indent(to_i64(&a[0]), &strval(&a[1]))))
+    }),
+    ("nindent", 2, Some(2), |a| {
+        Ok(Value::from(format!(
+            "\n{}",
+            indent(to_i64(&a[0]), &strval(&a[1]))
+        )))
+    }),
+    ("replace", 3, Some(3), |a| {
+        Ok(Value::from(
+            strval(&a[2]).replace(strval(&a[0]).as_str(), &strval(&a[1])),
+        ))
+    }),
+    ("plural", 3, Some(3), |a| {
+        Ok(if to_i64(&a[2]) == 1 {
+            a[0].clone()
+        } else {
+            a[1].clone()
+        })
+    }),
     ("snakecase", 1, Some(1), |a| s1(a, |s| words(s).join("_"))),
     ("kebabcase", 1, Some(1), |a| s1(a, |s| words(s).join("-"))),
-    ("camelcase", 1, Some(1), |a| s1(a, |s| s.split(['_', '-', ' ']).map(|w| title(&w.to_string())).collect())),
+    ("camelcase", 1, Some(1), |a| {
+        s1(a, |s| s.split(['_', '-', ' ']).map(title).collect())
+    }),
     ("swapcase", 1, Some(1), |a| {
-        s1(a, |s| s.chars().map(|c| if c.is_uppercase() { c.to_lowercase().next().unwrap_or(c) } else { c.to_uppercase().next().unwrap_or(c) }).collect())
+        s1(a, |s| {
+            s.chars()
+                .map(|c| {
+                    if c.is_uppercase() {
+                        c.to_lowercase().next().unwrap_or(c)
+                    } else {
+                        c.to_uppercase().next().unwrap_or(c)
+                    }
+                })
+                .collect()
+        })
     }),
     ("toString", 1, Some(1), |a| Ok(Value::from(strval(&a[0])))),
-    ("toStrings", 1, Some(1), |a| Ok(Value::from(list_of(&a[0])?.iter().map(|v| Value::from(strval(v))).collect::<Vec<_>>()))),
-    ("join", 2, Some(2), |a| Ok(Value::from(string_list(&a[1]).join(strval(&a[0]).as_str())))),
+    ("toStrings", 1, Some(1), |a| {
+        Ok(Value::from(
+            list_of(&a[0])?
+                .iter()
+                .map(|v| Value::from(strval(v)))
+                .collect::<Vec<_>>(),
+        ))
+    }),
+    ("join", 2, Some(2), |a| {
+        Ok(Value::from(string_list(&a[1]).join(strval(&a[0]).as_str())))
+    }),
     ("split", 2, Some(2), |a| {
         let sep = strval(&a[0]);
-        let parts = strval(&a[1]).split(sep.as_str()).enumerate().map(|(i, p)| (format!("_{i}"), Value::from(p))).collect::<BTreeMap<_, _>>();
+        let parts = strval(&a[1])
+            .split(sep.as_str())
+            .enumerate()
+            .map(|(i, p)| (format!("_{i}"), Value::from(p)))
+            .collect::<BTreeMap<_, _>>();
         Ok(Value::from(parts))
     }),
     ("splitList", 2, Some(2), |a| {
         let sep = strval(&a[0]);
-        Ok(Value::from(strval(&a[1]).split(sep.as_str()).map(Value::from).collect::<Vec<_>>()))
+        Ok(Value::from(
+            strval(&a[1])
+                .split(sep.as_str())
+                .map(Value::from)
+                .collect::<Vec<_>>(),
+        ))
     }),
     ("splitn", 3, Some(3), |a| {
         let sep = strval(&a[0]);
         let n = to_i64(&a[1]).max(0) as usize;
-        let parts = strval(&a[2]).splitn(n, sep.as_str()).enumerate().map(|(i, p)| (format!("_{i}"), Value::from(p))).collect::<BTreeMap<_, _>>();
+        let parts = strval(&a[2])
+            .splitn(n, sep.as_str())
+            .enumerate()
+            .map(|(i, p)| (format!("_{i}"), Value::from(p)))
+            .collect::<BTreeMap<_, _>>();
         Ok(Value::from(parts))
     }),
     ("sortAlpha", 1, Some(1), |a| {
         let mut items = string_list(&a[0]);
         items.sort();
-        Ok(Value::from(items.into_iter().map(Value::from).collect::<Vec<_>>()))
+        Ok(Value::from(
+            items.into_iter().map(Value::from).collect::<Vec<_>>(),
+        ))
     }),
-    ("regexMatch", 2, Some(2), |a| Ok(Value::Bool(regex(&a[0])?.is_match(&strval(&a[1]))))),
-    ("mustRegexMatch", 2, Some(2), |a| Ok(Value::Bool(regex(&a[0])?.is_match(&strval(&a[1]))))),
-    ("regexFind", 2, Some(2), |a| Ok(Value::from(regex(&a[0])?.find(&strval(&a[1])).map(|m| m.as_str().to_string()).unwrap_or_default()))),
+    ("regexMatch", 2, Some(2), |a| {
+        Ok(Value::Bool(regex(&a[0])?.is_match(&strval(&a[1]))))
+    }),
+    ("mustRegexMatch", 2, Some(2), |a| {
+        Ok(Value::Bool(regex(&a[0])?.is_match(&strval(&a[1]))))
+    }),
+    ("regexFind", 2, Some(2), |a| {
+        Ok(Value::from(
+            regex(&a[0])?
+                .find(&strval(&a[1]))
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default(),
+        ))
+    }),
     ("regexFindAll", 3, Some(3), |a| {
         let n = to_i64(&a[2]);
         let s = strval(&a[1]);
-        let found = regex(&a[0])?.find_iter(&s).take(if n < 0 { usize::MAX } else { n as usize }).map(|m| Value::from(m.as_str())).collect::<Vec<_>>();
+        let found = regex(&a[0])?
+            .find_iter(&s)
+            .take(if n < 0 { usize::MAX } else { n as usize })
+            .map(|m| Value::from(m.as_str()))
+            .collect::<Vec<_>>();
         Ok(Value::from(found))
     }),
     ("regexReplaceAll", 3, Some(3), |a| {
         // Go's `${1}` and `$1` expansion matches the regex crate's.
-        Ok(Value::from(regex(&a[0])?.replace_all(&strval(&a[1]), strval(&a[2]).as_str()).into_owned()))
+        Ok(Value::from(
+            regex(&a[0])?
+                .replace_all(&strval(&a[1]), strval(&a[2]).as_str())
+                .into_owned(),
+        ))
     }),
     ("regexReplaceAllLiteral", 3, Some(3), |a| {
-        Ok(Value::from(regex(&a[0])?.replace_all(&strval(&a[1]), regex::NoExpand(&strval(&a[2]))).into_owned()))
+        Ok(Value::from(
+            regex(&a[0])?
+                .replace_all(&strval(&a[1]), regex::NoExpand(&strval(&a[2])))
+                .into_owned(),
+        ))
     }),
     ("regexSplit", 3, Some(3), |a| {
         let n = to_i64(&a[2]);
         let s = strval(&a[1]);
         let re = regex(&a[0])?;
-        let parts: Vec<Value> = if n < 0 { re.split(&s).map(Value::from).collect() } else { re.splitn(&s, n as usize).map(Value::from).collect() };
+        let parts: Vec<Value> = if n < 0 {
+            re.split(&s).map(Value::from).collect()
+        } else {
+            re.splitn(&s, n as usize).map(Value::from).collect()
+        };
         Ok(Value::from(parts))
     }),
-    ("regexQuoteMeta", 1, Some(1), |a| s1(a, |s| regex::escape(s))),
-    ("b64enc", 1, Some(1), |a| s1(a, |s| base64::engine::general_purpose::STANDARD.encode(s))),
+    ("regexQuoteMeta", 1, Some(1), |a| s1(a, regex::escape)),
+    ("b64enc", 1, Some(1), |a| {
+        s1(a, |s| base64::engine::general_purpose::STANDARD.encode(s))
+    }),
     ("b64dec", 1, Some(1), |a| {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(strval(&a[0])).map_err(|e| e.to_string())?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(strval(&a[0]))
+            .map_err(|e| e.to_string())?;
         Ok(Value::from(String::from_utf8_lossy(&decoded).into_owned()))
     }),
-    ("sha256sum", 1, Some(1), |a| s1(a, |s| hex(&sha2::Sha256::digest(s.as_bytes())))),
-    ("adler32sum", 1, Some(1), |a| s1(a, |s| adler32(s.as_bytes()).to_string())),
-    ("toJson", 1, Some(1), |a| Ok(Value::from(json(&a[0], true, None)))),
-    ("mustToJson", 1, Some(1), |a| Ok(Value::from(json(&a[0], true, None)))),
-    ("toRawJson", 1, Some(1), |a| Ok(Value::from(json(&a[0], false, None)))),
-    ("toPrettyJson", 1, Some(1), |a| Ok(Value::from(json(&a[0], true, Some(0))))),
+    ("sha256sum", 1, Some(1), |a| {
+        s1(a, |s| hex(&sha2::Sha256::digest(s.as_bytes())))
+    }),
+    ("adler32sum", 1, Some(1), |a| {
+        s1(a, |s| adler32(s.as_bytes()).to_string())
+    }),
+    ("toJson", 1, Some(1), |a| {
+        Ok(Value::from(json(&a[0], true, None)))
+    }),
+    ("mustToJson", 1, Some(1), |a| {
+        Ok(Value::from(json(&a[0], true, None)))
+    }),
+    ("toRawJson", 1, Some(1), |a| {
+        Ok(Value::from(json(&a[0], false, None)))
+    }),
+    ("toPrettyJson", 1, Some(1), |a| {
+        Ok(Value::from(json(&a[0], true, Some(0))))
+    }),
     ("fromJson", 1, Some(1), |a| {
         // Sprig's fromJson gives an empty map for invalid JSON.
-        Ok(serde_json::from_str::<serde_json::Value>(&strval(&a[0])).map(|j| Value::from_json(&j)).unwrap_or_else(|_| Value::from(BTreeMap::new())))
+        Ok(serde_json::from_str::<serde_json::Value>(&strval(&a[0]))
+            .map(|j| Value::from_json(&j))
+            .unwrap_or_else(|_| Value::from(BTreeMap::new())))
     }),
     // Sprig: defaults and flow.
-    ("default", 1, Some(2), |a| Ok(if a.len() < 2 || empty(&a[1]) { a[0].clone() } else { a[1].clone() })),
+    ("default", 1, Some(2), |a| {
+        Ok(if a.len() < 2 || empty(&a[1]) {
+            a[0].clone()
+        } else {
+            a[1].clone()
+        })
+    }),
     ("empty", 1, Some(1), |a| Ok(Value::Bool(empty(&a[0])))),
-    ("coalesce", 0, None, |a| Ok(a.iter().find(|v| !empty(v)).cloned().unwrap_or(Value::Nil))),
-    ("all", 0, None, |a| Ok(Value::Bool(a.iter().all(|v| !empty(v))))),
-    ("any", 0, None, |a| Ok(Value::Bool(a.iter().any(|v| !empty(v))))),
-    ("ternary", 3, Some(3), |a| Ok(if a[2].truthy() { a[0].clone() } else { a[1].clone() })),
+    ("coalesce", 0, None, |a| {
+        Ok(a.iter().find(|v| !empty(v)).cloned().unwrap_or(Value::Nil))
+    }),
+    ("all", 0, None, |a| {
+        Ok(Value::Bool(a.iter().all(|v| !empty(v))))
+    }),
+    ("any", 0, None, |a| {
+        Ok(Value::Bool(a.iter().any(|v| !empty(v))))
+    }),
+    ("ternary", 3, Some(3), |a| {
+        Ok(if a[2].truthy() {
+            a[0].clone()
+        } else {
+            a[1].clone()
+        })
+    }),
     ("fail", 1, Some(1), |a| Err(strval(&a[0]))),
     ("kindOf", 1, Some(1), |a| Ok(Value::from(a[0].kind()))),
-    ("kindIs", 2, Some(2), |a| Ok(Value::Bool(strval(&a[0]) == a[1].kind()))),
+    ("kindIs", 2, Some(2), |a| {
+        Ok(Value::Bool(strval(&a[0]) == a[1].kind()))
+    }),
     ("typeOf", 1, Some(1), |a| Ok(Value::from(a[0].type_name()))),
-    ("typeIs", 2, Some(2), |a| Ok(Value::Bool(strval(&a[0]) == a[1].type_name()))),
+    ("typeIs", 2, Some(2), |a| {
+        Ok(Value::Bool(strval(&a[0]) == a[1].type_name()))
+    }),
     ("deepEqual", 2, Some(2), |a| Ok(Value::Bool(a[0] == a[1]))),
     // Sprig: lists.
     ("list", 0, None, |a| Ok(Value::from(a.to_vec()))),
@@ -202,14 +399,26 @@ const ENTRIES: &[Entry] = &[
         items.extend(list_of(&a[0])?.iter().cloned());
         Ok(Value::from(items))
     }),
-    ("first", 1, Some(1), |a| Ok(list_of(&a[0])?.first().cloned().unwrap_or(Value::Nil))),
-    ("last", 1, Some(1), |a| Ok(list_of(&a[0])?.last().cloned().unwrap_or(Value::Nil))),
-    ("rest", 1, Some(1), |a| Ok(Value::from(list_of(&a[0])?.iter().skip(1).cloned().collect::<Vec<_>>()))),
+    ("first", 1, Some(1), |a| {
+        Ok(list_of(&a[0])?.first().cloned().unwrap_or(Value::Nil))
+    }),
+    ("last", 1, Some(1), |a| {
+        Ok(list_of(&a[0])?.last().cloned().unwrap_or(Value::Nil))
+    }),
+    ("rest", 1, Some(1), |a| {
+        Ok(Value::from(
+            list_of(&a[0])?.iter().skip(1).cloned().collect::<Vec<_>>(),
+        ))
+    }),
     ("initial", 1, Some(1), |a| {
         let l = list_of(&a[0])?;
         Ok(Value::from(l[..l.len().saturating_sub(1)].to_vec()))
     }),
-    ("reverse", 1, Some(1), |a| Ok(Value::from(list_of(&a[0])?.iter().rev().cloned().collect::<Vec<_>>()))),
+    ("reverse", 1, Some(1), |a| {
+        Ok(Value::from(
+            list_of(&a[0])?.iter().rev().cloned().collect::<Vec<_>>(),
+        ))
+    }),
     ("uniq", 1, Some(1), |a| {
         let mut out: Vec<Value> = Vec::new();
         for v in list_of(&a[0])?.iter() {
@@ -219,9 +428,27 @@ const ENTRIES: &[Entry] = &[
         }
         Ok(Value::from(out))
     }),
-    ("without", 1, None, |a| Ok(Value::from(list_of(&a[0])?.iter().filter(|v| !a[1..].contains(v)).cloned().collect::<Vec<_>>()))),
-    ("has", 2, Some(2), |a| Ok(Value::Bool(list_of(&a[1])?.contains(&a[0])))),
-    ("compact", 1, Some(1), |a| Ok(Value::from(list_of(&a[0])?.iter().filter(|v| !empty(v)).cloned().collect::<Vec<_>>()))),
+    ("without", 1, None, |a| {
+        Ok(Value::from(
+            list_of(&a[0])?
+                .iter()
+                .filter(|v| !a[1..].contains(v))
+                .cloned()
+                .collect::<Vec<_>>(),
+        ))
+    }),
+    ("has", 2, Some(2), |a| {
+        Ok(Value::Bool(list_of(&a[1])?.contains(&a[0])))
+    }),
+    ("compact", 1, Some(1), |a| {
+        Ok(Value::from(
+            list_of(&a[0])?
+                .iter()
+                .filter(|v| !empty(v))
+                .cloned()
+                .collect::<Vec<_>>(),
+        ))
+    }),
     ("concat", 0, None, |a| {
         let mut out = Vec::new();
         for l in a {
@@ -230,26 +457,43 @@ const ENTRIES: &[Entry] = &[
         Ok(Value::from(out))
     }),
     ("until", 1, Some(1), |a| Ok(int_range(0, to_i64(&a[0]), 1))),
-    ("untilStep", 3, Some(3), |a| Ok(int_range(to_i64(&a[0]), to_i64(&a[1]), to_i64(&a[2])))),
+    ("untilStep", 3, Some(3), |a| {
+        Ok(int_range(to_i64(&a[0]), to_i64(&a[1]), to_i64(&a[2])))
+    }),
     ("seq", 1, Some(3), seq),
     // Sprig: dictionaries.
     ("dict", 0, None, |a| {
         let mut m = BTreeMap::new();
         for pair in a.chunks(2) {
-            m.insert(strval(&pair[0]), pair.get(1).cloned().unwrap_or(Value::from("")));
+            m.insert(
+                strval(&pair[0]),
+                pair.get(1).cloned().unwrap_or(Value::from("")),
+            );
         }
         Ok(Value::from(m))
     }),
-    ("get", 2, Some(2), |a| Ok(map_of(&a[0])?.borrow().get(&strval(&a[1])).cloned().unwrap_or(Value::from("")))),
+    ("get", 2, Some(2), |a| {
+        Ok(map_of(&a[0])?
+            .borrow()
+            .get(&strval(&a[1]))
+            .cloned()
+            .unwrap_or(Value::from("")))
+    }),
     ("set", 3, Some(3), |a| {
-        map_of(&a[0])?.borrow_mut().insert(strval(&a[1]), a[2].clone());
+        map_of(&a[0])?
+            .borrow_mut()
+            .insert(strval(&a[1]), a[2].clone());
         Ok(a[0].clone())
     }),
     ("unset", 2, Some(2), |a| {
         map_of(&a[0])?.borrow_mut().remove(&strval(&a[1]));
         Ok(a[0].clone())
     }),
-    ("hasKey", 2, Some(2), |a| Ok(Value::Bool(map_of(&a[0])?.borrow().contains_key(&strval(&a[1]))))),
+    ("hasKey", 2, Some(2), |a| {
+        Ok(Value::Bool(
+            map_of(&a[0])?.borrow().contains_key(&strval(&a[1])),
+        ))
+    }),
     ("pluck", 1, None, |a| {
         let key = strval(&a[0]);
         let mut out = Vec::new();
@@ -268,15 +512,33 @@ const ENTRIES: &[Entry] = &[
         }
         Ok(Value::from(out))
     }),
-    ("values", 1, Some(1), |a| Ok(Value::from(map_of(&a[0])?.borrow().values().cloned().collect::<Vec<_>>()))),
+    ("values", 1, Some(1), |a| {
+        Ok(Value::from(
+            map_of(&a[0])?
+                .borrow()
+                .values()
+                .cloned()
+                .collect::<Vec<_>>(),
+        ))
+    }),
     ("pick", 1, None, |a| {
         let names: Vec<String> = a[1..].iter().map(strval).collect();
-        let picked = map_of(&a[0])?.borrow().iter().filter(|(k, _)| names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>();
+        let picked = map_of(&a[0])?
+            .borrow()
+            .iter()
+            .filter(|(k, _)| names.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>();
         Ok(Value::from(picked))
     }),
     ("omit", 1, None, |a| {
         let names: Vec<String> = a[1..].iter().map(strval).collect();
-        let kept = map_of(&a[0])?.borrow().iter().filter(|(k, _)| !names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>();
+        let kept = map_of(&a[0])?
+            .borrow()
+            .iter()
+            .filter(|(k, _)| !names.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>();
         Ok(Value::from(kept))
     }),
     ("merge", 1, None, |a| merge(a, false)),
@@ -298,10 +560,22 @@ const ENTRIES: &[Entry] = &[
         Ok(current)
     }),
     // Sprig: math (integers as Sprig converts them, via cast.ToInt64).
-    ("add", 0, None, |a| Ok(Value::Int(a.iter().map(to_i64).fold(0i64, i64::wrapping_add)))),
-    ("add1", 1, Some(1), |a| Ok(Value::Int(to_i64(&a[0]).wrapping_add(1)))),
-    ("sub", 2, Some(2), |a| Ok(Value::Int(to_i64(&a[0]).wrapping_sub(to_i64(&a[1]))))),
-    ("mul", 1, None, |a| Ok(Value::Int(a.iter().map(to_i64).fold(1i64, i64::wrapping_mul)))),
+    ("add", 0, None, |a| {
+        Ok(Value::Int(
+            a.iter().map(to_i64).fold(0i64, i64::wrapping_add),
+        ))
+    }),
+    ("add1", 1, Some(1), |a| {
+        Ok(Value::Int(to_i64(&a[0]).wrapping_add(1)))
+    }),
+    ("sub", 2, Some(2), |a| {
+        Ok(Value::Int(to_i64(&a[0]).wrapping_sub(to_i64(&a[1]))))
+    }),
+    ("mul", 1, None, |a| {
+        Ok(Value::Int(
+            a.iter().map(to_i64).fold(1i64, i64::wrapping_mul),
+        ))
+    }),
     ("div", 2, Some(2), |a| {
         let d = to_i64(&a[1]);
         if d == 0 {
@@ -316,10 +590,18 @@ const ENTRIES: &[Entry] = &[
         }
         Ok(Value::Int(to_i64(&a[0]).wrapping_rem(d)))
     }),
-    ("max", 1, None, |a| Ok(Value::Int(a.iter().map(to_i64).max().unwrap_or(0)))),
-    ("min", 1, None, |a| Ok(Value::Int(a.iter().map(to_i64).min().unwrap_or(0)))),
-    ("floor", 1, Some(1), |a| Ok(Value::Float(to_f64(&a[0]).floor()))),
-    ("ceil", 1, Some(1), |a| Ok(Value::Float(to_f64(&a[0]).ceil()))),
+    ("max", 1, None, |a| {
+        Ok(Value::Int(a.iter().map(to_i64).max().unwrap_or(0)))
+    }),
+    ("min", 1, None, |a| {
+        Ok(Value::Int(a.iter().map(to_i64).min().unwrap_or(0)))
+    }),
+    ("floor", 1, Some(1), |a| {
+        Ok(Value::Float(to_f64(&a[0]).floor()))
+    }),
+    ("ceil", 1, Some(1), |a| {
+        Ok(Value::Float(to_f64(&a[0]).ceil()))
+    }),
     ("round", 2, Some(3), |a| {
         let p = 10f64.powi(to_i64(&a[1]) as i32);
         Ok(Value::Float((to_f64(&a[0]) * p).round() / p))
@@ -327,7 +609,9 @@ const ENTRIES: &[Entry] = &[
     ("int", 1, Some(1), |a| Ok(Value::Int(to_i64(&a[0])))),
     ("int64", 1, Some(1), |a| Ok(Value::Int(to_i64(&a[0])))),
     ("float64", 1, Some(1), |a| Ok(Value::Float(to_f64(&a[0])))),
-    ("atoi", 1, Some(1), |a| Ok(Value::Int(strval(&a[0]).parse().unwrap_or(0)))),
+    ("atoi", 1, Some(1), |a| {
+        Ok(Value::Int(strval(&a[0]).parse().unwrap_or(0)))
+    }),
     // Sprig: paths.
     ("base", 1, Some(1), |a| s1(a, path_base)),
     ("dir", 1, Some(1), |a| s1(a, path_dir)),
@@ -338,7 +622,9 @@ const ENTRIES: &[Entry] = &[
         })
     }),
     ("clean", 1, Some(1), |a| s1(a, path_clean)),
-    ("isAbs", 1, Some(1), |a| Ok(Value::Bool(strval(&a[0]).starts_with('/')))),
+    ("isAbs", 1, Some(1), |a| {
+        Ok(Value::Bool(strval(&a[0]).starts_with('/')))
+    }),
 ];
 
 fn s1(a: &[Value], f: impl Fn(&str) -> String) -> Result<Value, String> {
@@ -346,7 +632,8 @@ fn s1(a: &[Value], f: impl Fn(&str) -> String) -> Result<Value, String> {
 }
 
 fn non_nil(a: &[Value]) -> impl Iterator<Item = &Value> {
-    a.iter().filter(|v| !matches!(v, Value::Nil | Value::Missing))
+    a.iter()
+        .filter(|v| !matches!(v, Value::Nil | Value::Missing))
 }
 
 /// Sprig's `strval`: strings as they are, everything else as `%v`.
@@ -409,7 +696,10 @@ fn list_of(v: &Value) -> Result<Rc<Vec<Value>>, String> {
 fn map_of(v: &Value) -> Result<super::value::Map, String> {
     match v {
         Value::Map(m) => Ok(m.clone()),
-        other => Err(format!("wrong type for value; expected map[string]interface {{}}; got {}", other.type_name())),
+        other => Err(format!(
+            "wrong type for value; expected map[string]interface {{}}; got {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -434,13 +724,24 @@ fn index(a: &[Value]) -> Result<Value, String> {
             Value::List(l) => {
                 let i = match key {
                     Value::Int(i) => *i,
-                    other => return Err(format!("cannot index slice/array with type {}", other.type_name())),
+                    other => {
+                        return Err(format!(
+                            "cannot index slice/array with type {}",
+                            other.type_name()
+                        ));
+                    }
                 };
-                l.get(usize::try_from(i).map_err(|_| format!("index out of range: {i}"))?).cloned().ok_or_else(|| format!("index out of range: {i}"))?
+                l.get(usize::try_from(i).map_err(|_| format!("index out of range: {i}"))?)
+                    .cloned()
+                    .ok_or_else(|| format!("index out of range: {i}"))?
             }
             Value::Str(s) => {
                 let i = to_i64(key);
-                Value::Int(i64::from(*s.as_bytes().get(i as usize).ok_or_else(|| format!("index out of range: {i}"))?))
+                Value::Int(i64::from(
+                    *s.as_bytes()
+                        .get(i as usize)
+                        .ok_or_else(|| format!("index out of range: {i}"))?,
+                ))
             }
             Value::Nil | Value::Missing => return Err("index of untyped nil".into()),
             other => return Err(format!("can't index item of type {}", other.type_name())),
@@ -459,10 +760,15 @@ fn slice(a: &[Value]) -> Result<Value, String> {
     let start = bounds.first().copied().unwrap_or(0);
     let end = bounds.get(1).copied().unwrap_or(len);
     if start < 0 || end < start || end > len {
-        return Err(format!("index out of range: [{start}:{end}] with length {len}"));
+        return Err(format!(
+            "index out of range: [{start}:{end}] with length {len}"
+        ));
     }
     Ok(match &a[0] {
-        Value::Str(s) => Value::from(s.get(start as usize..end as usize).ok_or("slice splits a character")?),
+        Value::Str(s) => Value::from(
+            s.get(start as usize..end as usize)
+                .ok_or("slice splits a character")?,
+        ),
         Value::List(l) => Value::from(l[start as usize..end as usize].to_vec()),
         _ => unreachable!("checked above"),
     })
@@ -479,9 +785,9 @@ fn compare(a: &[Value]) -> Result<std::cmp::Ordering, String> {
     match (&a[0], &a[1]) {
         (Value::Int(x), Value::Int(y)) => Ok(x.cmp(y)),
         (Value::Str(x), Value::Str(y)) => Ok(x.cmp(y)),
-        (x @ (Value::Int(_) | Value::Float(_)), y @ (Value::Int(_) | Value::Float(_))) => {
-            to_f64(x).partial_cmp(&to_f64(y)).ok_or_else(|| "invalid comparison of NaN".to_string())
-        }
+        (x @ (Value::Int(_) | Value::Float(_)), y @ (Value::Int(_) | Value::Float(_))) => to_f64(x)
+            .partial_cmp(&to_f64(y))
+            .ok_or_else(|| "invalid comparison of NaN".to_string()),
         (x, y) if x.kind() != y.kind() => Err("incompatible types for comparison".into()),
         _ => Err("invalid type for comparison".into()),
     }
@@ -501,13 +807,18 @@ fn from_yaml(a: &[Value]) -> Result<Value, String> {
     match Value::from_yaml(&parsed) {
         Value::Map(m) => Ok(Value::Map(m)),
         Value::Nil => Ok(Value::from(BTreeMap::new())),
-        other => Err(format!("yaml: unmarshal errors:\n  cannot unmarshal {} into map[string]interface {{}}", other.type_name())),
+        other => Err(format!(
+            "yaml: unmarshal errors:\n  cannot unmarshal {} into map[string]interface {{}}",
+            other.type_name()
+        )),
     }
 }
 
 fn to_yaml(a: &[Value]) -> Result<Value, String> {
     let text = serde_yaml_ng::to_string(&a[0].to_yaml()).map_err(|e| e.to_string())?;
-    Ok(Value::from(text.strip_suffix('\n').unwrap_or(&text).to_string()))
+    Ok(Value::from(
+        text.strip_suffix('\n').unwrap_or(&text).to_string(),
+    ))
 }
 
 fn title(s: &str) -> String {
@@ -573,7 +884,9 @@ fn substr(a: &[Value]) -> Result<Value, String> {
     } else {
         (start.min(end), end)
     };
-    Ok(Value::from(String::from_utf8_lossy(&s.as_bytes()[from as usize..to as usize]).into_owned()))
+    Ok(Value::from(
+        String::from_utf8_lossy(&s.as_bytes()[from as usize..to as usize]).into_owned(),
+    ))
 }
 
 fn trunc(a: &[Value]) -> Result<Value, String> {
@@ -598,7 +911,10 @@ fn abbrev(a: &[Value]) -> Result<Value, String> {
         return Ok(Value::from(s));
     }
     let keep = (width - 3) as usize;
-    Ok(Value::from(format!("{}...", String::from_utf8_lossy(&s.as_bytes()[..keep]))))
+    Ok(Value::from(format!(
+        "{}...",
+        String::from_utf8_lossy(&s.as_bytes()[..keep])
+    )))
 }
 
 fn indent(n: i64, s: &str) -> String {
@@ -756,7 +1072,9 @@ pub(crate) fn go_quote(s: &str) -> String {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -806,7 +1124,9 @@ fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(char::from(b)),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b))
+            }
             b' ' => out.push('+'),
             b => out.push_str(&format!("%{b:02X}")),
         }

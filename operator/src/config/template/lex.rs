@@ -201,7 +201,11 @@ fn lex_action(src: &str, start: usize, out: &mut Vec<Token>) -> Result<(usize, b
             }
             b'`' => {
                 let Some(end) = src[i + 1..].find('`') else {
-                    return Err(Located::new(i, Phase::Parse, "unterminated raw quoted string"));
+                    return Err(Located::new(
+                        i,
+                        Phase::Parse,
+                        "unterminated raw quoted string",
+                    ));
                 };
                 let s = src[i + 1..i + 1 + end].to_string();
                 i += end + 2;
@@ -302,7 +306,10 @@ fn number_end(src: &str, from: usize) -> usize {
     }
     let mut prev_exp = false;
     while let Some(&b) = bytes.get(i) {
-        let ok = b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || (prev_exp && (b == b'+' || b == b'-'));
+        let ok = b.is_ascii_alphanumeric()
+            || b == b'_'
+            || b == b'.'
+            || (prev_exp && (b == b'+' || b == b'-'));
         if !ok {
             break;
         }
@@ -337,22 +344,38 @@ fn lex_quoted(src: &str, start: usize) -> Result<(String, usize), Located> {
                             'u' => 4,
                             _ => 8,
                         };
-                        let hex: String = (0..n).filter_map(|_| chars.next().map(|(_, h)| h)).collect();
+                        let hex: String = (0..n)
+                            .filter_map(|_| chars.next().map(|(_, h)| h))
+                            .collect();
                         let code = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32);
                         match code {
                             Some(c) => out.push(c),
                             None => {
-                                return Err(Located::new(start, Phase::Parse, "bad escape in string"));
+                                return Err(Located::new(
+                                    start,
+                                    Phase::Parse,
+                                    "bad escape in string",
+                                ));
                             }
                         }
                     }
-                    _ => return Err(Located::new(start, Phase::Parse, format!("unknown escape sequence \\{e}"))),
+                    _ => {
+                        return Err(Located::new(
+                            start,
+                            Phase::Parse,
+                            format!("unknown escape sequence \\{e}"),
+                        ));
+                    }
                 }
             }
             _ => out.push(c),
         }
     }
-    Err(Located::new(start, Phase::Parse, "unterminated quoted string"))
+    Err(Located::new(
+        start,
+        Phase::Parse,
+        "unterminated quoted string",
+    ))
 }
 
 fn lex_char(src: &str, start: usize) -> Result<(char, usize), Located> {

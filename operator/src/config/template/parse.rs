@@ -142,7 +142,9 @@ impl Parser<'_> {
 
     fn expect_close(&mut self, context: &str) -> Result<(), Located> {
         match self.next() {
-            Some(Token { tok: Tok::Close, .. }) => Ok(()),
+            Some(Token {
+                tok: Tok::Close, ..
+            }) => Ok(()),
             Some(t) => Err(err(t.pos, format!("unexpected {:?} in {context}", t.tok))),
             None => Err(err(self.end_pos, format!("unclosed action in {context}"))),
         }
@@ -194,12 +196,19 @@ impl Parser<'_> {
                             if self.range_depth == 0 {
                                 return Err(err(
                                     pos,
-                                    format!("{{{{{}}}}} outside {{{{range}}}}", keyword.unwrap_or_default()),
+                                    format!(
+                                        "{{{{{}}}}} outside {{{{range}}}}",
+                                        keyword.unwrap_or_default()
+                                    ),
                                 ));
                             }
                             self.i += 1;
                             self.expect_close("break/continue")?;
-                            nodes.push(if is_break { Node::Break } else { Node::Continue });
+                            nodes.push(if is_break {
+                                Node::Break
+                            } else {
+                                Node::Continue
+                            });
                         }
                         Some("template") => {
                             self.i += 1;
@@ -222,7 +231,9 @@ impl Parser<'_> {
                             }
                             self.i += 1;
                             let name = match self.next() {
-                                Some(Token { tok: Tok::Str(s), .. }) => s,
+                                Some(Token {
+                                    tok: Tok::Str(s), ..
+                                }) => s,
                                 _ => return Err(err(pos, "expected name string in define clause")),
                             };
                             self.expect_close("define clause")?;
@@ -253,23 +264,34 @@ impl Parser<'_> {
             Stop::End(_) => None,
             Stop::Eof => return Err(err(pos, format!("unexpected EOF in {{{{{keyword}}}}}"))),
             Stop::Else(else_pos) => {
-                let chained = match self.peek() {
-                    Some(Tok::Ident(k)) if (k == "if" || k == "with") && k == keyword => true,
-                    _ => false,
-                };
+                let chained = matches!(self.peek(), Some(Tok::Ident(k)) if (k == "if" || k == "with") && k == keyword);
                 if chained {
                     // `{{else if X}}` is `{{else}}{{if X}}...{{end}}` sharing the outer end.
                     self.i += 1;
                     let inner_pos = self.pos();
                     let inner = self.branch(keyword, inner_pos)?;
-                    Some(vec![if keyword == "if" { Node::If(inner) } else { Node::With(inner) }])
+                    Some(vec![if keyword == "if" {
+                        Node::If(inner)
+                    } else {
+                        Node::With(inner)
+                    }])
                 } else {
                     self.expect_close("else")?;
                     let (else_list, stop) = self.list(false)?;
                     match stop {
                         Stop::End(_) => Some(else_list),
-                        Stop::Else(p) => return Err(err(p, format!("expected end; found {{{{else}}}} in {keyword}"))),
-                        Stop::Eof => return Err(err(else_pos, format!("unexpected EOF in {{{{{keyword}}}}}"))),
+                        Stop::Else(p) => {
+                            return Err(err(
+                                p,
+                                format!("expected end; found {{{{else}}}} in {keyword}"),
+                            ));
+                        }
+                        Stop::Eof => {
+                            return Err(err(
+                                else_pos,
+                                format!("unexpected EOF in {{{{{keyword}}}}}"),
+                            ));
+                        }
                     }
                 }
             }
@@ -285,8 +307,15 @@ impl Parser<'_> {
     fn template_call(&mut self, keyword: &str) -> Result<(String, Option<Pipe>), Located> {
         let pos = self.pos();
         let name = match self.next() {
-            Some(Token { tok: Tok::Str(s), .. }) => s,
-            _ => return Err(err(pos, format!("expected name string in {keyword} clause"))),
+            Some(Token {
+                tok: Tok::Str(s), ..
+            }) => s,
+            _ => {
+                return Err(err(
+                    pos,
+                    format!("expected name string in {keyword} clause"),
+                ));
+            }
         };
         if matches!(self.peek(), Some(Tok::Close)) {
             self.i += 1;
@@ -341,7 +370,10 @@ impl Parser<'_> {
             return Err(err(pos, format!("missing value for {context}")));
         }
         for cmd in &cmds[1..] {
-            if !matches!(cmd.args[0].term, Term::Func(_) | Term::Field(_) | Term::Var(..) | Term::Chain(..)) {
+            if !matches!(
+                cmd.args[0].term,
+                Term::Func(_) | Term::Field(_) | Term::Var(..) | Term::Chain(..)
+            ) {
                 return Err(err(cmd.pos, "non executable command in pipeline stage"));
             }
         }
@@ -361,17 +393,24 @@ impl Parser<'_> {
                 None | Some(Tok::Close) | Some(Tok::RParen) | Some(Tok::Pipe) => break,
                 _ => {}
             }
-            if !args.is_empty() && !self.toks[self.i].space_before && !matches!(self.peek(), Some(Tok::LParen)) {
+            if !args.is_empty()
+                && !self.toks[self.i].space_before
+                && !matches!(self.peek(), Some(Tok::LParen))
+            {
                 let t = &self.toks[self.i];
                 return Err(err(t.pos, format!("missing space before {:?}", t.tok)));
             }
             args.push(self.operand()?);
         }
         let end = self.toks.get(self.i).map_or(self.end_pos, |t| t.pos);
-        if let Some(Arg { term: Term::Nil, pos }) = args.first() {
-            if args.len() == 1 {
-                return Err(err(*pos, "nil is not a command"));
-            }
+        if let [
+            Arg {
+                term: Term::Nil,
+                pos,
+            },
+        ] = args.as_slice()
+        {
+            return Err(err(*pos, "nil is not a command"));
         }
         Ok(Cmd { pos, end, args })
     }
@@ -385,7 +424,15 @@ impl Parser<'_> {
             Tok::Ident(name) => {
                 if matches!(
                     name.as_str(),
-                    "if" | "else" | "end" | "range" | "with" | "define" | "template" | "block" | "break" | "continue"
+                    "if" | "else"
+                        | "end"
+                        | "range"
+                        | "with"
+                        | "define"
+                        | "template"
+                        | "block"
+                        | "break"
+                        | "continue"
                 ) {
                     return Err(err(pos, format!("unexpected <{name}> in command")));
                 }
@@ -398,7 +445,9 @@ impl Parser<'_> {
             Tok::Nil => Term::Nil,
             Tok::Bool(b) => Term::Const(Value::Bool(b)),
             Tok::Str(s) => Term::Const(Value::from(s)),
-            Tok::Number(n) => Term::Const(parse_number(&n).ok_or_else(|| err(pos, format!("bad number syntax: {n:?}")))?),
+            Tok::Number(n) => Term::Const(
+                parse_number(&n).ok_or_else(|| err(pos, format!("bad number syntax: {n:?}")))?,
+            ),
             Tok::Field(f) => {
                 let mut fields = vec![f];
                 fields.extend(self.chained_fields());
@@ -408,7 +457,9 @@ impl Parser<'_> {
             Tok::LParen => {
                 let pipe = self.pipeline(false, "parenthesized pipeline")?;
                 match self.next() {
-                    Some(Token { tok: Tok::RParen, .. }) => {}
+                    Some(Token {
+                        tok: Tok::RParen, ..
+                    }) => {}
                     _ => return Err(err(pos, "unclosed left paren")),
                 }
                 Term::Chain(Box::new(pipe), self.chained_fields())
@@ -449,7 +500,8 @@ fn parse_number(text: &str) -> Option<Value> {
         i64::from_str_radix(oct, 8).ok()
     } else if let Some(bin) = lower.strip_prefix("0b") {
         i64::from_str_radix(bin, 2).ok()
-    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|b| b.is_ascii_digit()) {
+    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|b| b.is_ascii_digit())
+    {
         i64::from_str_radix(&lower[1..], 8).ok()
     } else {
         lower.parse::<i64>().ok()

@@ -64,11 +64,19 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
         };
         next += 1;
         let body = format_one(verb, arg, &spec);
-        pad(&mut out, &body, &spec, matches!(arg, Value::Int(_) | Value::Float(_)));
+        pad(
+            &mut out,
+            &body,
+            &spec,
+            matches!(arg, Value::Int(_) | Value::Float(_)),
+        );
     }
     if next < args.len() {
         out.push_str("%!(EXTRA ");
-        let extra: Vec<String> = args[next..].iter().map(|a| format!("{}={}", a.type_name(), a.print())).collect();
+        let extra: Vec<String> = args[next..]
+            .iter()
+            .map(|a| format!("{}={}", a.type_name(), a.print()))
+            .collect();
         out.push_str(&extra.join(", "));
         out.push(')');
     }
@@ -136,7 +144,15 @@ fn format_one(verb: char, arg: &Value, spec: &Spec) -> String {
                 _ => s,
             }
         }
-        ('s', v @ (Value::Str(_) | Value::List(_) | Value::Map(_) | Value::Nil | Value::Missing | Value::Bool(_))) => {
+        (
+            's',
+            v @ (Value::Str(_)
+            | Value::List(_)
+            | Value::Map(_)
+            | Value::Nil
+            | Value::Missing
+            | Value::Bool(_)),
+        ) => {
             let s = match v {
                 Value::Nil => "%!s(<nil>)".to_string(),
                 Value::Bool(b) => format!("%!s(bool={b})"),
@@ -157,15 +173,35 @@ fn format_one(verb: char, arg: &Value, spec: &Spec) -> String {
         ('t', Value::Bool(b)) => b.to_string(),
         ('f' | 'F', Value::Float(_) | Value::Int(_)) => {
             let f = float_of(arg);
-            signed(format!("{:.*}", spec.precision.unwrap_or(6), f), spec, f < 0.0)
+            signed(
+                format!("{:.*}", spec.precision.unwrap_or(6), f),
+                spec,
+                f < 0.0,
+            )
         }
         ('e', Value::Float(_) | Value::Int(_)) => {
             let f = float_of(arg);
             let s = format!("{:.*e}", spec.precision.unwrap_or(6), f);
             signed(go_exponent(&s), spec, f < 0.0)
         }
-        ('x', Value::Int(i)) => signed(if *i < 0 { format!("-{:x}", i.unsigned_abs()) } else { format!("{i:x}") }, spec, *i < 0),
-        ('X', Value::Int(i)) => signed(if *i < 0 { format!("-{:X}", i.unsigned_abs()) } else { format!("{i:X}") }, spec, *i < 0),
+        ('x', Value::Int(i)) => signed(
+            if *i < 0 {
+                format!("-{:x}", i.unsigned_abs())
+            } else {
+                format!("{i:x}")
+            },
+            spec,
+            *i < 0,
+        ),
+        ('X', Value::Int(i)) => signed(
+            if *i < 0 {
+                format!("-{:X}", i.unsigned_abs())
+            } else {
+                format!("{i:X}")
+            },
+            spec,
+            *i < 0,
+        ),
         ('x', Value::Str(s)) => s.bytes().map(|b| format!("{b:02x}")).collect(),
         ('X', Value::Str(s)) => s.bytes().map(|b| format!("{b:02X}")).collect(),
         ('o', Value::Int(i)) => {
@@ -177,7 +213,9 @@ fn format_one(verb: char, arg: &Value, spec: &Spec) -> String {
             let body = format!("{:b}", i.unsigned_abs());
             if *i < 0 { format!("-{body}") } else { body }
         }
-        ('c', Value::Int(i)) => char::from_u32(*i as u32).map(String::from).unwrap_or_else(|| "\u{FFFD}".into()),
+        ('c', Value::Int(i)) => char::from_u32(*i as u32)
+            .map(String::from)
+            .unwrap_or_else(|| "\u{FFFD}".into()),
         _ => bad(verb, arg),
     }
 }

@@ -65,7 +65,9 @@ impl PartialEq for Value {
             (Value::Bool(a), Value::Bool(b)) => a == b,
             (Value::Int(a), Value::Int(b)) => a == b,
             (Value::Float(a), Value::Float(b)) => a == b,
-            (Value::Int(a), Value::Float(b)) | (Value::Float(b), Value::Int(a)) => (*a as f64) == *b,
+            (Value::Int(a), Value::Float(b)) | (Value::Float(b), Value::Int(a)) => {
+                (*a as f64) == *b
+            }
             (Value::Str(a), Value::Str(b)) => a == b,
             (Value::List(a), Value::List(b)) => a == b,
             (Value::Map(a), Value::Map(b)) => Rc::ptr_eq(a, b) || *a.borrow() == *b.borrow(),
@@ -189,7 +191,9 @@ impl Value {
     /// A copy that shares nothing with `self` (Sprig's `deepCopy`).
     pub fn deep_copy(&self) -> Value {
         match self {
-            Value::List(items) => Value::from(items.iter().map(Value::deep_copy).collect::<Vec<_>>()),
+            Value::List(items) => {
+                Value::from(items.iter().map(Value::deep_copy).collect::<Vec<_>>())
+            }
             Value::Map(m) => Value::from(
                 m.borrow()
                     .iter()
@@ -211,7 +215,9 @@ impl Value {
                 None => Value::Float(n.as_f64().unwrap_or(0.0)),
             },
             Y::String(s) => Value::from(s.as_str()),
-            Y::Sequence(items) => Value::from(items.iter().map(Value::from_yaml).collect::<Vec<_>>()),
+            Y::Sequence(items) => {
+                Value::from(items.iter().map(Value::from_yaml).collect::<Vec<_>>())
+            }
             Y::Mapping(m) => Value::from(
                 m.iter()
                     .map(|(k, v)| (Value::from_yaml(k).print(), Value::from_yaml(v)))
@@ -266,10 +272,18 @@ pub fn go_float(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // Shortest round-trip digits and decimal exponent from Rust's `{:e}`.
     let sci = format!("{f:e}");
@@ -280,7 +294,11 @@ pub fn go_float(f: f64) -> String {
     let sign = if neg { "-" } else { "" };
     if !(-4..6).contains(&exp) {
         let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let esign = if exp < 0 { '-' } else { '+' };
         return format!("{sign}{first}{frac}e{esign}{:02}", exp.abs());
     }
@@ -290,7 +308,11 @@ pub fn go_float(f: f64) -> String {
     } else if point as usize >= digits.len() {
         format!("{}{}", digits, "0".repeat(point as usize - digits.len()))
     } else {
-        format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+        format!(
+            "{}.{}",
+            &digits[..point as usize],
+            &digits[point as usize..]
+        )
     };
     format!("{sign}{body}")
 }

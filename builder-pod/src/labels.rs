@@ -15,11 +15,8 @@ pub const LABEL_BASE_IMAGE_ID: &str = "werf.io/base-image-id";
 /// Label with the project repository's HEAD commit.
 pub const LABEL_PROJECT_COMMIT: &str = "werf-project-repo-commit";
 
-/// The content-based tag `DIGEST-TIMESTAMP_MILLISEC` (werf's `RepoStage_ImageFormatWithCreationTs`
-/// without the repo), e.g. `e1e7…-1700000000000`.
-pub fn stage_tag(digest: &str, timestamp_millis: u64) -> String {
-    format!("{digest}-{timestamp_millis}")
-}
+/// The content-based tag `DIGEST-TIMESTAMP_MILLISEC`: the shared werf model's format.
+pub use kiln_crds::werf::stage_tag::stage_tag;
 
 /// Milliseconds since the Unix epoch, UTC, now (werf takes it at publish time, after the
 /// build).
@@ -32,11 +29,7 @@ pub fn now_millis() -> u64 {
 
 /// The stage ID (`DIGEST-TIMESTAMP_MILLISEC`) of a published stage reference
 /// `REPO:DIGEST-TIMESTAMP_MILLISEC`, i.e. the tag; `None` when the reference has no tag.
-pub fn stage_id_of_reference(reference: &str) -> Option<&str> {
-    let (repo, tag) = reference.rsplit_once(':')?;
-    // A colon before the last `/` belongs to a registry port, not a tag.
-    (!tag.contains('/') && !repo.is_empty()).then_some(tag)
-}
+pub use kiln_crds::werf::stage_tag::stage_tag_of_reference as stage_id_of_reference;
 
 /// Labels of one stage image, werf-compatible:
 /// - `werf` = project, `werf-stage-content-digest` = the stage's content digest (always);

@@ -3,49 +3,9 @@
 
 use std::fmt::Write as _;
 
-/// A docker.io mirror parsed from the job's `registryMirrors` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mirror {
-    /// `host[:port][/path]` without a scheme.
-    pub location: String,
-    /// True for an `http://` mirror: reached without TLS.
-    pub insecure: bool,
-}
-
-/// Why a mirror entry was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum MirrorError {
-    /// Empty, or a scheme other than `http://`/`https://`, or characters TOML would need
-    /// escaped.
-    #[error(
-        "registry mirror {0:?}: expected host[:port][/path], optionally prefixed by http:// or https://"
-    )]
-    Invalid(String),
-}
-
-impl Mirror {
-    /// Parses `mirror.gcr.io`, `https://mirror.gcr.io`, `http://127.0.0.1:5000`; a trailing
-    /// `/` is dropped.
-    pub fn parse(entry: &str) -> Result<Self, MirrorError> {
-        let invalid = || MirrorError::Invalid(entry.to_owned());
-        let (rest, insecure) = if let Some(rest) = entry.strip_prefix("http://") {
-            (rest, true)
-        } else if let Some(rest) = entry.strip_prefix("https://") {
-            (rest, false)
-        } else {
-            (entry, false)
-        };
-        let location = rest.trim_end_matches('/');
-        let clean = |c: char| c.is_ascii_alphanumeric() || "-._:/".contains(c);
-        if location.is_empty() || location.contains("://") || !location.chars().all(clean) {
-            return Err(invalid());
-        }
-        Ok(Mirror {
-            location: location.to_owned(),
-            insecure,
-        })
-    }
-}
+/// A docker.io mirror parsed from the job's `registryMirrors` entry: the shared werf
+/// model's strict parser (the operator refuses a bad entry before any pod).
+pub use kiln_crds::werf::mirror::{MirrorError, RegistryMirror as Mirror};
 
 /// Renders a registries.conf (v2 format) where unqualified names resolve on docker.io,
 /// docker.io is tried through `mirrors` in order before itself, and each of

@@ -50,6 +50,10 @@ pub enum Reason {
     Building,
     /// Waiting for another build that holds the lock of a stage this build needs.
     WaitingForStage,
+    /// A builder pod of this build waits for a node: the scheduler cannot place it yet (no
+    /// node of the platform, selector, taints or resources). The build fails with
+    /// `BuilderPodFailed` if it stays so past the operator's schedule timeout.
+    WaitingForNode,
     /// Adding custom tags, copying to the final repo, pushing manifest lists.
     Publishing,
     /// The ImageBuild spec is invalid (for example both `config.path` and
@@ -98,6 +102,7 @@ impl Reason {
         Reason::Planning,
         Reason::Building,
         Reason::WaitingForStage,
+        Reason::WaitingForNode,
         Reason::Publishing,
         Reason::InvalidSpec,
         Reason::InvalidConfig,
@@ -125,6 +130,7 @@ impl Reason {
             Reason::Planning => "Planning",
             Reason::Building => "Building",
             Reason::WaitingForStage => "WaitingForStage",
+            Reason::WaitingForNode => "WaitingForNode",
             Reason::Publishing => "Publishing",
             Reason::InvalidSpec => "InvalidSpec",
             Reason::InvalidConfig => "InvalidConfig",
@@ -160,6 +166,7 @@ impl Reason {
             | Reason::Planning
             | Reason::Building
             | Reason::WaitingForStage
+            | Reason::WaitingForNode
             | Reason::Publishing => None,
             _ => Some(Phase::Failed),
         }

@@ -9,6 +9,8 @@
 //!   renderings, and a loader that validates it as werf does.
 //! - [`status`]: per-image summaries, rebuilt-stage count and the status size rule.
 //! - [`conditions`], [`validate`], [`duration`]: condition reasons, spec rules, `timeout`.
+//! - [`werf`]: the werf model the operator and the builder share (stage digest formula,
+//!   platform, registry mirror, stage tag).
 //! - [`crd`] / [`crd_yaml`]: the CustomResourceDefinition; `crds/imagebuild.kiln.dev.yaml`
 //!   is a committed copy of [`crd_yaml`], kept identical by a test.
 
@@ -21,6 +23,7 @@ pub mod job;
 pub mod report;
 pub mod status;
 pub mod validate;
+pub mod werf;
 
 pub use conditions::{ConditionStatus, Reason};
 pub use imagebuild::{BuilderPodRef, ImageBuild, ImageBuildSpec, ImageBuildStatus, Phase};

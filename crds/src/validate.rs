@@ -126,6 +126,18 @@ pub enum SpecError {
         /// The platform as given.
         platform: String,
     },
+    /// `network` is not one of the modes the builder knows.
+    #[error("spec.network {0:?}: expected none, host or default (unset)")]
+    NetworkUnknown(String),
+    /// A `registryMirrors` entry is not a registry location.
+    #[error("spec.registryMirrors[{index}]: {source}")]
+    RegistryMirror {
+        /// Index of the entry.
+        index: usize,
+        /// Why it was refused.
+        #[source]
+        source: crate::werf::MirrorError,
+    },
 }
 
 /// All problems found in a spec, in field order. Displays as one line, problems
@@ -178,6 +190,21 @@ impl ImageBuildSpec {
             return Err(SpecError::TimeoutZero(text.clone()));
         }
         Ok(Some(d))
+    }
+
+    /// `spec.network` as the builder's network mode: unset or `default` → the builder's
+    /// default, `none`, `host` (werf `--backend-network`).
+    ///
+    /// Errors: [`SpecError::NetworkUnknown`] for any other value (never silently the
+    /// default).
+    pub fn network_mode(&self) -> Result<crate::job::NetworkMode, SpecError> {
+        use crate::job::NetworkMode;
+        match self.network.as_deref() {
+            None | Some("default") => Ok(NetworkMode::Default),
+            Some("none") => Ok(NetworkMode::None),
+            Some("host") => Ok(NetworkMode::Host),
+            Some(other) => Err(SpecError::NetworkUnknown(other.to_owned())),
+        }
     }
 
     /// How long to keep this ImageBuild after it ended in `phase` (`spec.retention`):
@@ -262,6 +289,14 @@ impl ImageBuildSpec {
         }
         if let Err(e) = self.timeout() {
             errors.push(e);
+        }
+        if let Err(e) = self.network_mode() {
+            errors.push(e);
+        }
+        for (index, entry) in self.registry_mirrors.iter().enumerate() {
+            if let Err(source) = crate::werf::RegistryMirror::parse(entry) {
+                errors.push(SpecError::RegistryMirror { index, source });
+            }
         }
         for phase in [Phase::Succeeded, Phase::Failed] {
             if let Err(e) = self.retention_ttl(phase) {

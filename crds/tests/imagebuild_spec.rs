@@ -505,3 +505,33 @@ fn missing_build_secret_names_image_werf_secret_and_id() {
         "spec.buildSecrets: image \"backend\" declares werf.yaml secret secrets[0] (env: TOKEN) but spec.buildSecrets has no entry with id \"TOKEN\""
     );
 }
+
+#[test]
+fn network_and_registry_mirrors_are_refused_at_validation_with_the_field_named() {
+    let mut s = minimal_spec();
+    s.network = Some("bridge".into());
+    s.registry_mirrors = vec!["mirror.gcr.io".into(), "ftp://mirror".into()];
+    let errors = s.validate().unwrap_err();
+    assert_eq!(
+        errors.0,
+        vec![
+            SpecError::NetworkUnknown("bridge".into()),
+            SpecError::RegistryMirror {
+                index: 1,
+                source: kiln_crds::werf::MirrorError::Invalid("ftp://mirror".into()),
+            },
+        ]
+    );
+    let message = errors.to_string();
+    assert!(message.contains("spec.network \"bridge\""), "{message}");
+    assert!(message.contains("spec.registryMirrors[1]"), "{message}");
+    for (value, mode) in [
+        (None, kiln_crds::job::NetworkMode::Default),
+        (Some("default"), kiln_crds::job::NetworkMode::Default),
+        (Some("none"), kiln_crds::job::NetworkMode::None),
+        (Some("host"), kiln_crds::job::NetworkMode::Host),
+    ] {
+        s.network = value.map(str::to_owned);
+        assert_eq!(s.network_mode(), Ok(mode));
+    }
+}

@@ -4,6 +4,7 @@
 //! [`InProcessOperator`]). Failures on the building path (git credentials, registry auth, a
 //! failing RUN) are in `controller_build_failures.rs`.
 
+use kiln_testkit::git_server::git_ok as git;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -16,10 +17,6 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn git(dir: &Path, args: &[&str]) {
-    kiln_testkit::git_server::git(dir, args).unwrap();
-}
 
 fn repo_with(root: &Path, name: &str, werf_yaml: &str) -> String {
     let dir = root.join(name);

@@ -12,6 +12,7 @@
 //! Needs the workspace's `kiln-operator` binary: `cargo test --workspace` builds it;
 //! alone, run `cargo build -p kiln-operator` first (or set `KILN_OPERATOR_BIN`).
 
+use kiln_testkit::git_server::git_ok as git;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,10 +40,6 @@ fn operator_binary() -> PathBuf {
         "kiln-operator binary not found next to the test: `cargo build -p kiln-operator` \
          (cargo test --workspace builds it) or set KILN_OPERATOR_BIN",
     )
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    kiln_testkit::git_server::git(dir, args).unwrap();
 }
 
 /// A file:// repository whose werf.yaml has an unknown key: a build fails at once with

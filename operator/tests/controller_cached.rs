@@ -4,13 +4,12 @@
 //! report whose digests match the registry. The Kubernetes API is a tower-test mock that
 //! asserts each request (a fully cached build must not create pods, locks or ConfigMaps).
 
-use std::collections::VecDeque;
+use kiln_testkit::git_server::git_ok as git;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
 use kiln_crds::ImageBuild;
 use kiln_operator::config::Platform;
 use kiln_operator::controller::{self, Context, FINALIZER, Settings};
@@ -20,16 +19,10 @@ use kiln_operator::plan::project::{PlanRequest, plan_project};
 use kiln_operator::source::GitTree;
 use kiln_operator::storage::client::sha256_digest;
 use kiln_operator::storage::{RegistryClient, RegistryClientConfig, RepoRef};
+use kiln_testkit::mock_api::{self, Expect, Handle, expect};
 use kiln_testkit::registry::TestRegistry;
-use kube::client::Body;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
-
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    kiln_testkit::git_server::git(dir, args).unwrap()
-}
 
 fn seed_repo(root: &Path) -> (std::path::PathBuf, String) {
     let dir = root.join("shop");
@@ -91,36 +84,13 @@ async fn push_stage(client: &RegistryClient, repo: &RepoRef, tag: &str, platform
         .unwrap()
 }
 
-struct Expect {
-    method: &'static str,
-    path: &'static str,
-    response: Value,
-}
-
-async fn serve(mut handle: Handle, script: Vec<Expect>) -> Vec<(String, Value)> {
-    let mut script: VecDeque<Expect> = script.into();
-    let mut seen = Vec::new();
-    while let Some(e) = script.pop_front() {
-        let (request, send) = tokio::time::timeout(Duration::from_secs(30), handle.next_request())
-            .await
-            .unwrap_or_else(|_| panic!("no request; expected {} {}", e.method, e.path))
-            .unwrap();
-        let line = format!("{} {}", request.method(), request.uri().path());
-        assert_eq!(request.method().as_str(), e.method, "{line}");
-        assert!(
-            request.uri().path().starts_with(e.path),
-            "expected {}, got {line}",
-            e.path
-        );
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        seen.push((line, serde_json::from_slice(&bytes).unwrap_or(Value::Null)));
-        send.send_response(
-            Response::builder()
-                .body(Body::from(serde_json::to_vec(&e.response).unwrap()))
-                .unwrap(),
-        );
-    }
-    seen
+/// Serves `script` in order; returns `METHOD /path` and body of each request.
+async fn serve(handle: Handle, script: Vec<Expect>) -> Vec<(String, Value)> {
+    mock_api::serve(handle, script, Some(Duration::from_secs(30)))
+        .await
+        .into_iter()
+        .map(|s| (s.line, s.body))
+        .collect()
 }
 
 fn empty_list(kind: &str) -> Value {
@@ -162,8 +132,7 @@ async fn a_fully_cached_build_succeeds_without_pods() {
     }
     assert_eq!(stage_digests.len(), 6);
 
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let kube = kube::Client::new(svc, "ci");
+    let (kube, handle) = mock_api::client("ci");
     let metrics = Arc::new(Metrics::new());
     let ctx = Arc::new(Context::new(
         kube,
@@ -184,38 +153,26 @@ async fn a_fully_cached_build_succeeds_without_pods() {
     let ib_json = serde_json::to_value(&ib).unwrap();
     let script = vec![
         // Building: our builder pods (none).
-        Expect {
-            method: "GET",
-            path: "/api/v1/namespaces/ci/pods",
-            response: empty_list("PodList"),
-        },
+        expect("GET", "/api/v1/namespaces/ci/pods", empty_list("PodList")),
         // Finish: which stages our pods built (none).
-        Expect {
-            method: "GET",
-            path: "/api/v1/namespaces/ci/pods",
-            response: empty_list("PodList"),
-        },
+        expect("GET", "/api/v1/namespaces/ci/pods", empty_list("PodList")),
         // Cleanup of children (none), then the final status and its Event.
-        Expect {
-            method: "GET",
-            path: "/api/v1/namespaces/ci/pods",
-            response: empty_list("PodList"),
-        },
-        Expect {
-            method: "GET",
-            path: "/api/v1/namespaces/ci/configmaps",
-            response: empty_list("ConfigMapList"),
-        },
-        Expect {
-            method: "PATCH",
-            path: "/apis/kiln.dev/v1alpha1/namespaces/ci/imagebuilds/shop-1/status",
-            response: ib_json,
-        },
-        Expect {
-            method: "POST",
-            path: "/apis/events.k8s.io/v1/namespaces/ci/events",
-            response: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
-        },
+        expect("GET", "/api/v1/namespaces/ci/pods", empty_list("PodList")),
+        expect(
+            "GET",
+            "/api/v1/namespaces/ci/configmaps",
+            empty_list("ConfigMapList"),
+        ),
+        expect(
+            "PATCH",
+            "/apis/kiln.dev/v1alpha1/namespaces/ci/imagebuilds/shop-1/status",
+            ib_json,
+        ),
+        expect(
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/ci/events",
+            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
+        ),
     ];
     let server = tokio::spawn(serve(handle, script));
     let action = controller::reconcile(Arc::new(ib), ctx).await.unwrap();

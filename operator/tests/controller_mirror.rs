@@ -1,6 +1,7 @@
 //! The source cache against real git servers: a `file://` repository and `git daemon` on a
 //! loopback port (the `git://` protocol), with repositories made by the git CLI.
 
+use kiln_testkit::git_server::git_ok as git;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,10 +9,6 @@ use std::time::{Duration, Instant};
 
 use kiln_crds::Reason;
 use kiln_operator::mirror::{GitAuth, MirrorError, SourceCache};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    kiln_testkit::git_server::git(dir, args).unwrap()
-}
 
 /// A work-tree repository with: main (2 commits), branch `feature` (1 more), annotated tag
 /// `v1` on main's first commit. Returns (dir, main head, first commit, feature head).

@@ -359,6 +359,11 @@ pub fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// [`git`] for test set-up: panics with git's message when it fails.
+pub fn git_ok(dir: &Path, args: &[&str]) -> String {
+    git(dir, args).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
 struct Backend {
     program: PathBuf,
     project_root: PathBuf,

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use kiln_testkit::git_server::git_ok as git;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -364,20 +365,6 @@ impl GitRepo {
             auth: None,
         }
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A stage digest for tests: 56 hex chars derived from a label (the operator's job in real

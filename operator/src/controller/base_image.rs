@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use kiln_crds::werf::{Platform, RegistryMirror};
+
 use crate::storage::description::{ImageConfig, Manifest};
 use crate::storage::{RegistryClient, RepoRef, StorageError};
 
@@ -31,24 +33,20 @@ pub fn split_reference(reference: &str) -> Result<(RepoRef, String), StorageErro
     Ok((repo, at))
 }
 
-/// Where a docker.io repository is read through `mirrors` (`host[:port][/path]`, with an
-/// optional `http://`/`https://` prefix), in order, then from docker.io itself — the order
-/// the builder pulls in. Other registries are read directly.
+/// Where a docker.io repository is read through `mirrors` (`spec.registryMirrors`, parsed
+/// by the shared [`RegistryMirror`] rule the spec check and the builder use), in order, then
+/// from docker.io itself — the order the builder pulls in. Other registries are read
+/// directly. An entry the spec check refuses never gets here.
 pub fn mirrored_repos(repo: &RepoRef, mirrors: &[String]) -> Vec<RepoRef> {
     let mut out = Vec::new();
     if repo.registry() == crate::storage::reference::DOCKER_HUB {
-        for mirror in mirrors {
-            let bare = mirror
-                .trim_start_matches("http://")
-                .trim_start_matches("https://")
-                .trim_end_matches('/');
-            let (host, path) = bare.split_once('/').unwrap_or((bare, ""));
-            let repository = if path.is_empty() {
+        for mirror in mirrors.iter().filter_map(|m| RegistryMirror::parse(m).ok()) {
+            let repository = if mirror.path().is_empty() {
                 repo.repository().to_owned()
             } else {
-                format!("{path}/{}", repo.repository())
+                format!("{}/{}", mirror.path(), repo.repository())
             };
-            if let Ok(r) = RepoRef::new(host, &repository) {
+            if let Ok(r) = RepoRef::new(mirror.host(), &repository) {
                 out.push(r);
             }
         }
@@ -148,15 +146,14 @@ pub fn env_of_config(blob: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Whether an index entry's `os/arch[/variant]` serves `wanted` (`linux/arm64` matches an
-/// entry `linux/arm64/v8`; a wanted variant must match).
+/// Whether an index entry's `os/arch[/variant]` serves `wanted`, both normalised by the
+/// shared [`Platform`] rule (`linux/arm64` matches an entry `linux/arm64/v8`; a wanted
+/// variant must match); strings that are not platforms match only when equal.
 fn platform_matches(entry: &str, wanted: &str) -> bool {
-    if entry == wanted {
-        return true;
+    match (Platform::parse(entry), Platform::parse(wanted)) {
+        (Ok(e), Ok(w)) => e == w || (w.variant.is_none() && e.os == w.os && e.arch == w.arch),
+        _ => entry == wanted,
     }
-    let e: Vec<&str> = entry.split('/').collect();
-    let w: Vec<&str> = wanted.split('/').collect();
-    w.len() == 2 && e.len() == 3 && e[..2] == w[..]
 }
 
 #[cfg(test)]

@@ -21,8 +21,10 @@ use kiln_crds::status::{
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
-use super::building::lookup_unit;
-use super::{Context, Error, MANAGER};
+use super::children::{children_selector, owned_by};
+use super::context::{Context, MANAGER};
+use super::error::Error;
+use super::observe::lookup_unit;
 use crate::config::WerfConfig;
 use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan};
 use crate::pods::{PodOutcome, pod_outcome};
@@ -47,10 +49,10 @@ async fn built_by_us(ib: &ImageBuild, ctx: &Context) -> Result<HashMap<String, f
     let uid = ib.uid().unwrap_or_default();
     let mut built = HashMap::new();
     for pod in pods
-        .list(&ListParams::default().labels(&super::children_selector(ib)))
+        .list(&ListParams::default().labels(&children_selector(ib)))
         .await?
     {
-        if !super::owned_by(&pod.metadata, &uid) {
+        if !owned_by(&pod.metadata, &uid) {
             continue;
         }
         if let PodOutcome::Terminated {
@@ -148,6 +150,7 @@ pub fn manifest_list_digest(by_platform: &BTreeMap<String, String>) -> String {
 /// Publishes and reports (see the module docs).
 ///
 /// Errors: a custom tag template is invalid, a registry refuses, a stage vanished.
+#[tracing::instrument(name = "publish", skip_all)]
 pub async fn publish(
     ib: &ImageBuild,
     ctx: &Context,

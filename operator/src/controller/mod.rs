@@ -1,23 +1,45 @@
 //! The ImageBuild controller: reconciles each ImageBuild from source to published images.
 //!
-//! Reconcile is a pipeline (Stackable's dereference → validate → build → apply → status):
-//! [`source`] dereferences the spec (git Secret, mirror fetch, revision → commit), [`planning`]
-//! plans purely from the commit, [`crate::pods`] builds the builder pod objects, and
-//! [`status`] computes the next status, written with server-side apply. State lives in the
-//! ImageBuild's status, the registry and the owned pods, never only in memory: every
-//! reconcile recomputes what it needs from them, so the operator can be killed at any point.
+//! Reconcile is a pipeline of steps (Stackable's dereference → validate → build → apply →
+//! status); each module imports only the shared context ([`context`], [`error`]) and
+//! modules of a lower step, never this file (checked by `tests/controller_layering.rs`):
+//!
+//! | step | module | pure? |
+//! |---|---|---|
+//! | validate: the spec parsed once into a typed [`request::BuildRequest`] | [`request`] | pure |
+//! | dereference: git Secret, revision → commit in the source mirror | [`source`] | I/O |
+//! | plan the pinned commit (cached per build generation in [`cache`]) | [`planning`] | I/O (git) |
+//! | build-time facts: base-image environments, stage image names, dependency build args | [`staged`], [`base_image`] | I/O (registry) |
+//! | observe own pods and stages, [`decide::decide`], act: locks, re-check, pod | [`building`] | I/O around a pure core |
+//! | the builder job of a planned image × platform, the one dispatch on image kind | [`job`] (+ [`staged`], [`stapel`], [`secrets`]) | pure |
+//! | publish: manifest lists, final repo, custom tags, report | [`finish`] | I/O |
+//! | the next status, written with server-side apply | [`status`], [`children`] | pure / I/O |
+//!
+//! State lives in the ImageBuild's status, the registry and the owned pods, never only in
+//! memory ([`leases`] and [`cache`] are optimisations): every reconcile recomputes what it
+//! needs from them, so the operator can be killed at any point.
 //!
 //! Phases: `Pending` → (plan) → `Building` → `Succeeded`; any terminal error → `Failed` with
 //! the error's stable reason; `spec.cancel` → `Cancelled`; `spec.timeout` passed → `Failed`
 //! with reason `Timeout`. Leaving a running phase (and deleting the ImageBuild, through the
-//! finalizer) deletes its builder pods and job ConfigMaps.
+//! finalizer) deletes its builder pods and job ConfigMaps. A planning retried after an API
+//! error shows `Planning`, a publish retried so shows `Publishing`.
 
+pub mod act;
 pub mod base_image;
 pub mod building;
+pub mod cache;
+pub mod children;
 pub mod config_rendering;
+pub mod context;
+pub mod decide;
 pub mod error;
 pub mod finish;
+pub mod job;
+pub mod leases;
+pub mod observe;
 pub mod planning;
+pub mod request;
 pub mod retention;
 pub mod secrets;
 pub mod source;
@@ -25,159 +47,38 @@ pub mod staged;
 pub mod stapel;
 pub mod status;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kiln_crds::{ImageBuild, ImageBuildStatus, Phase, Reason};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 use tracing::{info, warn};
 
+pub use context::{Context, FINALIZER, MANAGER, Settings};
 pub use error::Error;
 
-use crate::lock::LeaseGuard;
-use crate::metrics::{Metrics, Readiness};
-use crate::mirror::SourceCache;
-use crate::pods::BuilderDefaults;
-use crate::pods::names::{COMPONENT_BUILDER, LABEL_COMPONENT, LABEL_IMAGEBUILD, label_value};
+use children::{delete_children, write_status};
+use context::now;
+use request::BuildRequest;
 
-/// Finalizer Kiln puts on every ImageBuild it works on: deletion waits until the build's
-/// pods are gone and its stage locks are released.
-pub const FINALIZER: &str = "kiln.dev/cleanup";
-
-/// Field manager of Kiln's server-side apply writes.
-pub const MANAGER: &str = "kiln-operator";
-
-/// How often a running build is looked at even when nothing changes (timeouts, leases).
-pub const RUNNING_REQUEUE: Duration = Duration::from_secs(30);
+use crate::metrics::Readiness;
+use crate::pods::names::{COMPONENT_BUILDER, LABEL_COMPONENT};
 
 /// Delay before retrying after a transient error.
 pub const ERROR_REQUEUE: Duration = Duration::from_secs(10);
 
-/// Operator-wide settings (`kiln-operator run` flags).
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    /// Builder pod defaults.
-    pub builder: BuilderDefaults,
-    /// Namespace of the stage lock ConfigMaps (`werf-<project>`).
-    pub lock_namespace: String,
-    /// Registries (`host[:port]`) reached over plain HTTP (loopback ones always are).
-    pub insecure_registries: Vec<String>,
-}
-
-/// Everything a reconcile needs, shared by all reconciles.
-pub struct Context {
-    /// Kubernetes client.
-    pub client: Client,
-    /// Event recorder.
-    pub recorder: Recorder,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// The git source cache.
-    pub sources: Arc<SourceCache>,
-    /// Operator settings.
-    pub settings: Settings,
-    /// Stage leases held while a builder pod builds, by pod name. Only an optimisation of
-    /// memory: after a restart they are gone and expire; running pods are adopted and
-    /// found by label by other builds.
-    leases: tokio::sync::Mutex<HashMap<String, Vec<LeaseGuard>>>,
-    /// Set when listing pods in all namespaces was refused (`watchNamespaces` RBAC):
-    /// live builders are then looked for in the build's namespace only, without asking
-    /// again.
-    pub(super) cluster_wide_pods_forbidden: std::sync::atomic::AtomicBool,
-}
-
-impl Context {
-    /// A context with a recorder reporting as `kiln-operator`.
-    pub fn new(
-        client: Client,
-        metrics: Arc<Metrics>,
-        sources: Arc<SourceCache>,
-        settings: Settings,
-    ) -> Context {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: MANAGER.into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        );
-        Context {
-            client,
-            recorder,
-            metrics,
-            sources,
-            settings,
-            leases: tokio::sync::Mutex::new(HashMap::new()),
-            cluster_wide_pods_forbidden: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// Keeps `guards` (renewed in the background) until the pod's result is read.
-    async fn hold_leases(&self, pod: &str, guards: Vec<LeaseGuard>) {
-        self.leases.lock().await.insert(pod.to_owned(), guards);
-    }
-
-    /// True when leases are held for `pod` and none of them was lost.
-    async fn holds_leases(&self, pod: &str) -> bool {
-        self.leases
-            .lock()
-            .await
-            .get(pod)
-            .is_some_and(|guards| guards.iter().all(LeaseGuard::is_held))
-    }
-
-    /// Releases the leases held for `pod`, if any.
-    async fn release_leases(&self, pod: &str) {
-        let guards = self.leases.lock().await.remove(pod);
-        if let Some(guards) = guards {
-            building::release_all(guards).await;
-        }
-    }
-
-    /// Releases the leases held for each of `pods`.
-    async fn release_pods(&self, pods: &[String]) {
-        for p in pods {
-            self.release_leases(p).await;
-        }
-    }
-
-    fn builds(&self, namespace: &str) -> Api<ImageBuild> {
-        Api::namespaced(self.client.clone(), namespace)
-    }
-
-    /// Publishes an Event on the ImageBuild; a failure is only logged (Events are advisory).
-    async fn event(&self, ib: &ImageBuild, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(status::bounded_message(&note).chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &ib.object_ref(&())).await {
-            warn!(imagebuild = %ib.name_any(), error = %e, "publishing an Event failed");
-        }
-    }
-}
-
-fn now() -> Time {
-    Time(Timestamp::now())
-}
-
 /// Reconciles one ImageBuild (the entry point for [`Controller::run`]).
 ///
 /// Errors: transient ones only (API failures); terminal errors end the build in its status.
+#[tracing::instrument(skip_all, fields(imagebuild = %ib.name_any(), namespace = ib.namespace().unwrap_or_default()))]
 pub async fn reconcile(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciles.inc();
     let started = Instant::now();
@@ -207,8 +108,12 @@ pub fn error_policy(ib: Arc<ImageBuild>, error: &Error, ctx: Arc<Context>) -> Ac
 }
 
 /// The time left before `spec.timeout` passes; `None` without a timeout or a start time.
-fn time_left(ib: &ImageBuild, status: &ImageBuildStatus, now: Timestamp) -> Option<Duration> {
-    let timeout = ib.spec.timeout().ok().flatten()?;
+fn time_left(
+    request: &BuildRequest,
+    status: &ImageBuildStatus,
+    now: Timestamp,
+) -> Option<Duration> {
+    let timeout = request.timeout?;
     let start = status.start_time.as_ref()?.0;
     let elapsed = now.duration_since(start);
     let elapsed = Duration::try_from(elapsed).unwrap_or(Duration::ZERO);
@@ -231,10 +136,12 @@ async fn apply(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> 
         )
         .await;
     }
-    if let Err(errors) = ib.spec.validate() {
-        return fail(&ib, &ctx, Error::InvalidSpec(errors)).await;
-    }
-    if let Some(left) = time_left(&ib, &status, Timestamp::now())
+    // The validate step: the spec parsed once; later steps read the typed request.
+    let request = match BuildRequest::from_spec(&ib.spec) {
+        Ok(request) => request,
+        Err(e) => return fail(&ib, &ctx, e).await,
+    };
+    if let Some(left) = time_left(&request, &status, Timestamp::now())
         && left.is_zero()
     {
         let timeout = ib.spec.timeout.clone().unwrap_or_default();
@@ -247,8 +154,8 @@ async fn apply(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> 
         .await;
     }
     let step = match status.phase {
-        Phase::Pending | Phase::Planning => planning::plan_step(&ib, &ctx, &status).await,
-        Phase::Building => building_step(&ib, &ctx, &status).await,
+        Phase::Pending | Phase::Planning => planning::plan_step(&ib, &ctx, &request, &status).await,
+        Phase::Building => building_step(&ib, &ctx, &request, &status).await,
         Phase::Succeeded | Phase::Failed | Phase::Cancelled => Ok(Action::await_change()),
     };
     match step {
@@ -262,30 +169,41 @@ async fn apply(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> 
 async fn building_step(
     ib: &ImageBuild,
     ctx: &Context,
+    request: &BuildRequest,
     current: &ImageBuildStatus,
 ) -> Result<Action, Error> {
     let commit = current
         .commit
         .clone()
         .ok_or_else(|| Error::Internal("Building without a commit in the status".into()))?;
-    let resolved = source::resolve(ib, ctx, Some(&commit)).await?;
-    let mut plan = planning::plan(ib, &ctx.client, &resolved.mirror, &commit).await?;
-    let storage = building::connect_storage(ib, ctx).await?;
-    let staged = staged::resolve(ib, &mut plan, &storage, &resolved.mirror).await?;
-    let progress = building::advance(ib, ctx, &plan.config, &plan, &storage, &staged).await?;
+    // The plan of the pinned commit does not change between polls of one generation.
+    let uid = ib.uid().unwrap_or_default();
+    let generation = ib.metadata.generation;
+    let (mirror, mut plan) = match ctx.cache.plan(&uid, generation, &commit) {
+        Some(hit) => hit,
+        None => {
+            let resolved = source::resolve(ib, ctx, Some(&commit)).await?;
+            let plan = planning::plan(ib, &ctx.client, request, &resolved.mirror, &commit).await?;
+            ctx.cache
+                .store_plan(&uid, generation, &commit, resolved.mirror.clone(), &plan);
+            (resolved.mirror, plan)
+        }
+    };
+    let storage = building::connect_storage(ib, ctx, request).await?;
+    let mut envs = ctx.cache.envs(&uid, generation, &commit);
+    let staged = staged::resolve(ib, request, &mut plan, &storage, &mirror, &mut envs).await;
+    ctx.cache.store_envs(&uid, generation, &commit, envs);
+    let staged = staged?;
+    let progress = building::advance(ib, ctx, request, &plan, &storage, &staged).await?;
     if progress.set < plan.sets.sets.len() {
         let message = format!(
             "build set {} of {}: {}",
             progress.set + 1,
             plan.sets.sets.len(),
-            progress.notes.join("; ")
+            progress.notes().join("; ")
         );
-        let waiting = progress.notes.iter().all(|n| n.contains("waits for"));
-        let reason = if waiting && !progress.notes.is_empty() {
-            Reason::WaitingForStage
-        } else {
-            Reason::Building
-        };
+        // From the steps' enums, never from the notes' text.
+        let reason = progress.reason();
         let mut next = status::transition(
             current,
             Phase::Building,
@@ -296,11 +214,32 @@ async fn building_step(
         );
         status::record_builder_pods(&mut next, &progress.pods);
         write_status(ib, ctx, &next).await?;
-        let requeue = time_left(ib, current, Timestamp::now())
+        let requeue = time_left(request, current, Timestamp::now())
             .map_or(building::POLL, |left| left.min(building::POLL));
         return Ok(Action::requeue(requeue.max(Duration::from_millis(100))));
     }
-    let outcome = finish::publish(ib, ctx, &plan.config, &plan, &storage).await?;
+    let outcome = match finish::publish(ib, ctx, &plan.config, &plan, &storage).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // Every stage is built: a retried publish says so rather than "building".
+            if e.is_transient() {
+                let message = format!("every stage is built; publishing the images, retrying: {e}");
+                let next = status::transition(
+                    current,
+                    Phase::Building,
+                    Reason::Publishing,
+                    &message,
+                    ib.metadata.generation,
+                    now(),
+                );
+                // Advisory: the error that is retried is the one to return.
+                if let Err(w) = write_status(ib, ctx, &next).await {
+                    tracing::debug!(error = %w, "status write failed");
+                }
+            }
+            return Err(e);
+        }
+    };
     let mut next = status::finished(
         current,
         Reason::AllImagesPublished,
@@ -311,6 +250,7 @@ async fn building_step(
     status::record_builder_pods(&mut next, &progress.pods);
     finish::record(ib, ctx, &mut next, outcome).await?;
     delete_children(ib, ctx).await?;
+    ctx.cache.forget(&uid);
     write_status(ib, ctx, &next).await?;
     let seconds = match (&next.start_time, &next.completion_time) {
         (Some(s), Some(c)) => c.0.duration_since(s.0).as_secs_f64().max(0.0),
@@ -362,6 +302,7 @@ async fn stop(
     message: String,
 ) -> Result<Action, Error> {
     delete_children(ib, ctx).await?;
+    ctx.cache.forget(&ib.uid().unwrap_or_default());
     let current = ib.status.clone().unwrap_or_default();
     let next = status::finished(&current, reason, &message, ib.metadata.generation, now());
     write_status(ib, ctx, &next).await?;
@@ -383,84 +324,8 @@ async fn stop(
 /// Deletion through the finalizer: stop the build's pods (its locks are released with them).
 async fn cleanup(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
     delete_children(&ib, &ctx).await?;
+    ctx.cache.forget(&ib.uid().unwrap_or_default());
     Ok(Action::await_change())
-}
-
-/// The label selector of a build's builder pods and job ConfigMaps.
-pub fn children_selector(ib: &ImageBuild) -> String {
-    format!(
-        "{LABEL_COMPONENT}={COMPONENT_BUILDER},{LABEL_IMAGEBUILD}={}",
-        label_value(&ib.name_any())
-    )
-}
-
-fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.uid == uid && o.controller == Some(true))
-}
-
-/// Deletes the builder pods and job ConfigMaps this build owns (matched by label and by
-/// owner uid, so a same-named newer ImageBuild's pods are left alone).
-async fn delete_children(ib: &ImageBuild, ctx: &Context) -> Result<(), Error> {
-    let namespace = ib.namespace().unwrap_or_default();
-    let uid = ib.uid().unwrap_or_default();
-    let selector = children_selector(ib);
-    let lp = ListParams::default().labels(&selector);
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    for pod in pods.list(&lp).await? {
-        if owned_by(&pod.metadata, &uid) {
-            ctx.release_pods(&[pod.name_any()]).await;
-            ignore_not_found(
-                pods.delete(&pod.name_any(), &DeleteParams::background())
-                    .await,
-            )?;
-        }
-    }
-    let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-    for cm in maps.list(&lp).await? {
-        if owned_by(&cm.metadata, &uid) {
-            ignore_not_found(
-                maps.delete(&cm.name_any(), &DeleteParams::background())
-                    .await,
-            )?;
-        }
-    }
-    Ok(())
-}
-
-fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::Kube(e)),
-    }
-}
-
-/// Writes `status` with server-side apply (field manager [`MANAGER`]), unless it equals the
-/// current one.
-async fn write_status(
-    ib: &ImageBuild,
-    ctx: &Context,
-    status: &ImageBuildStatus,
-) -> Result<(), Error> {
-    if ib.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api = ctx.builds(&ib.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": ImageBuild::api_version(&()),
-        "kind": ImageBuild::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &ib.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Runs the controller until `shutdown` fires: one watch per namespace in `namespaces` (all

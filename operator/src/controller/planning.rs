@@ -9,29 +9,16 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use super::{Context, Error, now, source, status, write_status};
-use crate::config::Platform;
-use crate::plan::ParallelOptions;
+use super::children::write_status;
+use super::context::{Context, now};
+use super::error::Error;
+use super::request::BuildRequest;
+use super::{secrets, source, status};
+use crate::digest::StagedMode;
 use crate::plan::project::{
     PlanRequest, ProjectPlan, StagedDockerfileVersion as PlannerStaged, plan_project,
 };
 use crate::source::GitTree;
-
-/// The spec's platforms, parsed and normalized as werf does (`linux/aarch64` → `linux/arm64`).
-///
-/// Errors: [`Error::InvalidPlatform`] naming the platform.
-pub fn spec_platforms(ib: &ImageBuild) -> Result<Vec<Platform>, Error> {
-    ib.spec
-        .platforms
-        .iter()
-        .map(|p| {
-            Platform::parse(p).map_err(|message| Error::InvalidPlatform {
-                platform: p.clone(),
-                message,
-            })
-        })
-        .collect()
-}
 
 /// Plans `ib` at `commit` from the mirror at `mirror`, on a blocking thread; werf.yaml comes
 /// from `spec.config.path` in the commit (default `werf.yaml`, then `werf.yml`) or is
@@ -42,9 +29,11 @@ pub fn spec_platforms(ib: &ImageBuild) -> Result<Vec<Platform>, Error> {
 /// Errors: [`Error::InvalidSpec`] for a bad `spec.config`, [`Error::InvalidPlatform`],
 /// [`Error::TemplateEnvNotFound`], [`Error::Plan`] (template errors are
 /// `ProjectPlanError::Config`).
+#[tracing::instrument(skip_all, fields(commit = %commit))]
 pub async fn plan(
     ib: &ImageBuild,
     client: &kube::Client,
+    request: &BuildRequest,
     mirror: &Path,
     commit: &str,
 ) -> Result<ProjectPlan, Error> {
@@ -55,16 +44,13 @@ pub async fn plan(
         Ok(ConfigSource::Inline(text)) => ("werf.yaml".to_owned(), Some(text.to_owned())),
         Err(e) => return Err(Error::InvalidSpec(kiln_crds::SpecErrors(vec![e]))),
     };
-    let platforms = spec_platforms(ib)?;
+    let platforms = request.platforms.clone();
     let images = ib.spec.images.clone();
-    let staged = match ib.spec.staged_dockerfile_version {
-        kiln_crds::imagebuild::StagedDockerfileVersion::V1 => PlannerStaged::V1,
-        kiln_crds::imagebuild::StagedDockerfileVersion::V2 => PlannerStaged::V2,
+    let staged = match request.staged_mode {
+        StagedMode::StagedV1 => PlannerStaged::V1,
+        _ => PlannerStaged::V2,
     };
-    let parallel = ParallelOptions {
-        parallel: ib.spec.parallel,
-        tasks_limit: i64::from(ib.spec.parallel_tasks_limit),
-    };
+    let parallel = request.parallel;
     let mirror = mirror.to_owned();
     let commit = commit.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -98,13 +84,39 @@ pub fn plan_status(plan: &ProjectPlan) -> BuildPlanStatus {
 pub async fn plan_step(
     ib: &ImageBuild,
     ctx: &Context,
+    request: &BuildRequest,
     current: &ImageBuildStatus,
 ) -> Result<Action, Error> {
-    let resolved = source::resolve(ib, ctx, current.commit.as_deref()).await?;
-    let plan = plan(ib, &ctx.client, &resolved.mirror, &resolved.commit).await?;
+    let planned = async {
+        let resolved = source::resolve(ib, ctx, current.commit.as_deref()).await?;
+        let plan = plan(ib, &ctx.client, request, &resolved.mirror, &resolved.commit).await?;
+        Ok::<_, Error>((resolved, plan))
+    }
+    .await;
+    let (resolved, plan) = match planned {
+        Ok(planned) => planned,
+        Err(e) => {
+            // A retried planning (the git server or the API did not answer) says so.
+            if e.is_transient() {
+                let next = status::transition(
+                    current,
+                    Phase::Planning,
+                    Reason::Planning,
+                    &format!("planning, retrying: {e}"),
+                    ib.metadata.generation,
+                    now(),
+                );
+                // Advisory: the error that is retried is the one to return.
+                if let Err(w) = write_status(ib, ctx, &next).await {
+                    tracing::debug!(error = %w, "status write failed");
+                }
+            }
+            return Err(e);
+        }
+    };
     // A missing build secret ends the build here, before any builder pod.
-    super::secrets::check(&ib.spec, &plan.config, plan.sets.images())?;
-    super::secrets::check_sources(ib, ctx, &plan.config, plan.sets.images()).await?;
+    secrets::check(&ib.spec, &plan.config, plan.sets.images())?;
+    secrets::check_sources(ib, ctx, &plan.config, plan.sets.images()).await?;
     let image_count = plan.sets.images().count();
     let message = format!(
         "planned {image_count} image(s) in {} build set(s) at commit {}",

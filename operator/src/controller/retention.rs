@@ -11,7 +11,8 @@ use kube::ResourceExt;
 use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 
-use super::{Context, Error};
+use super::context::Context;
+use super::error::Error;
 
 /// What to do with a finished build at `now`: keep it (no TTL, or no completion time),
 /// look again when its TTL passes, or delete it now.

@@ -18,7 +18,8 @@ use kiln_crds::{ImageBuild, SpecError, SpecErrors};
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::{Context, Error};
+use super::context::Context;
+use super::error::Error;
 use crate::config::{ImageKind, Secret, WerfConfig};
 use crate::pods;
 

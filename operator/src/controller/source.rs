@@ -6,7 +6,8 @@ use kiln_crds::ImageBuild;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::{Context, Error};
+use super::context::Context;
+use super::error::Error;
 use crate::mirror::{GitAuth, ResolvedSource};
 
 /// Reads the git credentials of `ib` (anonymous without `spec.source.git.secretRef`).

@@ -30,8 +30,12 @@ use std::sync::Mutex;
 use kiln_crds::ImageBuild;
 use kiln_crds::job::{Instruction, ParentRef, StageBuild, StageJob};
 
-use super::Error;
-use super::building::content_digest;
+use super::error::Error;
+use super::request::BuildRequest;
+use kiln_crds::werf::content_digest;
+
+use super::base_image::base_image_env;
+use super::cache::BaseEnvs;
 use crate::config::ImageKind;
 use crate::digest::staged::{StageBase, StagedInputs, StagedStep};
 use crate::digest::{DockerfileImageInput, PlannedStage, StagedMode, dockerfile_image_stages_with};
@@ -48,7 +52,7 @@ pub struct StagedUnits {
     units: HashMap<(String, String), Vec<PlannedStage>>,
     /// Dependency build args per image × platform.
     dependency_args: HashMap<(String, String), BTreeMap<String, String>>,
-    /// Image × platforms whose dependency is not published yet, with a progress note.
+    /// Image × platforms whose dependency is not published yet, with that dependency.
     deferred: HashMap<(String, String), String>,
 }
 
@@ -62,8 +66,8 @@ impl StagedUnits {
             .unwrap_or_default()
     }
 
-    /// The progress note of `unit` when it waits for a dependency to be published.
-    pub fn deferred(&self, unit: &ImagePlan) -> Option<&str> {
+    /// The dependency `unit` waits for when it is not published yet.
+    pub fn deferred_on(&self, unit: &ImagePlan) -> Option<&str> {
         self.deferred
             .get(&(unit.name.clone(), unit.platform.to_string()))
             .map(String::as_str)
@@ -211,16 +215,16 @@ impl UnitInput {
 /// registries (naming image, platform and base) or a lookup fails, [`Error::Plan`] for a
 /// source or Dockerfile error, [`Error::Unsupported`] for a dependency Kiln does not build
 /// for the platform (a Stapel image).
+#[tracing::instrument(name = "facts", skip_all)]
 pub async fn resolve(
     ib: &ImageBuild,
+    request: &BuildRequest,
     plan: &mut ProjectPlan,
     storage: &StagesStorage,
     mirror: &Path,
+    envs: &mut BaseEnvs,
 ) -> Result<StagedUnits, Error> {
-    let staged_version = match ib.spec.staged_dockerfile_version {
-        kiln_crds::imagebuild::StagedDockerfileVersion::V1 => StagedMode::StagedV1,
-        kiln_crds::imagebuild::StagedDockerfileVersion::V2 => StagedMode::StagedV2,
-    };
+    let staged_version = request.staged_mode;
     let mut out = StagedUnits::default();
     let ProjectPlan {
         images,
@@ -244,13 +248,7 @@ pub async fn resolve(
             match dependency_args(&images[..index], unit, &imports, storage).await? {
                 Ok(args) => args,
                 Err(waits_for) => {
-                    out.deferred.insert(
-                        key,
-                        format!(
-                            "{} ({}) waits for dependency {waits_for:?} to be published",
-                            unit.name, unit.platform
-                        ),
-                    );
+                    out.deferred.insert(key, waits_for);
                     continue;
                 }
             }
@@ -275,7 +273,7 @@ pub async fn resolve(
             mode,
             platform: unit.platform.to_string(),
         };
-        let stages = resolve_unit(ib, storage, &input).await?;
+        let stages = resolve_unit(ib, storage, &input, envs).await?;
         images[index].stages = resolved_stage_plans(&stages);
         if !dependency_args.is_empty() {
             out.dependency_args.insert(key.clone(), dependency_args);
@@ -415,11 +413,46 @@ fn waits_for_stage_images(stage: &StagePlan) -> bool {
             .all(|p| p.starts_with(WAITS_FOR_STAGE_IMAGES))
 }
 
+/// The stage digests of an image × platform, in build order.
+///
+/// Errors: [`Error::Unsupported`] for Stapel images outside what Kiln builds
+/// ([`super::stapel::unit_digests`]) and for stages whose digest waits on something not
+/// built by this operator yet (a dependency's identifiers in a build arg, the image of
+/// another Dockerfile stage of a staged Dockerfile).
+pub fn unit_digests(unit: &ImagePlan) -> Result<Vec<String>, Error> {
+    if unit.kind == ImageBuildKind::Stapel {
+        return super::stapel::unit_digests(unit);
+    }
+    unit.stages
+        .iter()
+        .map(|s| {
+            s.digest.clone().ok_or_else(|| {
+                Error::Unsupported(if unit.kind == ImageBuildKind::StagedDockerfile {
+                    format!(
+                        "image {:?} ({}): stage {} waits for {}",
+                        unit.name,
+                        unit.platform,
+                        s.name,
+                        s.pending_on.join(", ")
+                    )
+                } else {
+                    format!(
+                        "image {:?}: stage {} depends on {}, which this build does not provide",
+                        unit.name,
+                        s.name,
+                        s.pending_on.join(", ")
+                    )
+                })
+            })
+        })
+        .collect()
+}
+
 /// The stage digests of a unit to look up, in build order: `None` for a resolved staged
 /// stage that waits for the image of another Dockerfile stage of the same Dockerfile (a
 /// later reconcile computes it once that image is published).
 ///
-/// Errors: as [`super::building::unit_digests`] for every other stage without a digest.
+/// Errors: as [`unit_digests`] for every other stage without a digest.
 pub fn lookup_digests(unit: &ImagePlan) -> Result<Vec<Option<String>>, Error> {
     if unit.kind == ImageBuildKind::StagedDockerfile
         && unit
@@ -429,10 +462,16 @@ pub fn lookup_digests(unit: &ImagePlan) -> Result<Vec<Option<String>>, Error> {
     {
         return Ok(unit.stages.iter().map(|s| s.digest.clone()).collect());
     }
-    Ok(super::building::unit_digests(unit)?
-        .into_iter()
-        .map(Some)
-        .collect())
+    Ok(unit_digests(unit)?.into_iter().map(Some).collect())
+}
+
+/// How many stages of an image × platform wait for the images of Dockerfile stages (their
+/// digests are computed by a later reconcile).
+pub fn waiting_stages(unit: &ImagePlan) -> usize {
+    unit.stages
+        .iter()
+        .filter(|s| waits_for_stage_images(s))
+        .count()
 }
 
 /// The progress note of an image × platform whose stages are not all computed yet.
@@ -460,8 +499,13 @@ async fn resolve_unit(
     ib: &ImageBuild,
     storage: &StagesStorage,
     input: &UnitInput,
+    envs: &mut BaseEnvs,
 ) -> Result<Vec<PlannedStage>, Error> {
-    let mut facts = Facts::default();
+    // Base-image environments read by an earlier unit or pass of this build generation.
+    let mut facts = Facts {
+        envs: envs.clone(),
+        ..Facts::default()
+    };
     for _ in 0..64 {
         let (stages, misses) = {
             let input = input.clone();
@@ -479,7 +523,7 @@ async fn resolve_unit(
                     reference,
                     platform,
                 } => {
-                    let env = super::base_image::base_image_env(
+                    let env = base_image_env(
                         storage.client(),
                         &ib.spec.registry_mirrors,
                         &reference,
@@ -503,6 +547,7 @@ async fn resolve_unit(
                             }
                         }
                     })?;
+                    envs.insert((reference.clone(), platform.clone()), env.clone());
                     facts.envs.insert((reference, platform), env);
                 }
                 Miss::Name { werf_image, digest } => {
@@ -635,7 +680,7 @@ pub fn stage_jobs(
         jobs.push(StageJob {
             name: stage.name.clone(),
             digest: stage.digest.clone(),
-            content_digest: content_digest(&platform, &stage.name, &stage.digest),
+            content_digest: content_digest(&platform, &stage.name, &stage.digest, ""),
             parent,
             build,
             labels: BTreeMap::new(),

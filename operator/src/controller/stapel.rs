@@ -22,11 +22,11 @@
 use std::collections::BTreeMap;
 
 use kiln_crds::job::{Instruction, InstructionStep, KeyValue, ParentRef, StageBuild, StageJob};
-use serde_yaml_ng::Value;
 
-use super::Error;
-use crate::config::{DockerInstructions, StapelImage, StringList, StringOrList};
-use crate::digest::stapel::{content_digest, deps::next_stage_git_dependencies};
+use super::error::Error;
+use crate::config::{DockerInstructions, StapelImage, StringList};
+use crate::digest::stapel::content_digest;
+use crate::digest::stapel::deps::{docker_section, next_stage_git_dependencies};
 use crate::plan::project::{ImagePlan, ProjectPlan};
 use crate::storage::StageDescription;
 
@@ -255,105 +255,16 @@ fn run_stage(commands: &Option<StringList>, env: &[KeyValue]) -> StageBuild {
     }
 }
 
-fn scalar(section: &str, key: &str, value: &Value) -> Result<String, String> {
-    match value {
-        Value::String(s) => Ok(s.clone()),
-        Value::Bool(b) => Ok(b.to_string()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Null => Ok(String::new()),
-        _ => Err(format!("docker.{section}.{key} must be a string")),
-    }
-}
-
-/// The config changes of a `docker` section in werf's order: VOLUME, EXPOSE, ENV, LABEL
-/// (keys sorted), CMD, ENTRYPOINT, WORKDIR, USER. A string CMD/ENTRYPOINT is shell form,
-/// a list exec form (werf keeps the difference).
+/// The config changes of a `docker` section in werf's order, from the one expansion its
+/// digest also uses ([`docker_section`]).
 ///
-/// Errors: a non-scalar ENV/LABEL value, naming it.
+/// Errors: a non-scalar ENV/LABEL value, naming it; an empty section.
 fn docker_steps(docker: &DockerInstructions) -> Result<Vec<InstructionStep>, String> {
-    let mut steps = Vec::new();
-    let mut step =
-        |text: String, instruction: Instruction| steps.push(InstructionStep { text, instruction });
-    if let Some(StringList(paths)) = &docker.volume {
-        step(
-            format!("VOLUME {}", paths.join(" ")),
-            Instruction::Volume {
-                paths: paths.clone(),
-            },
-        );
-    }
-    if let Some(StringList(ports)) = &docker.expose {
-        step(
-            format!("EXPOSE {}", ports.join(" ")),
-            Instruction::Expose {
-                ports: ports.clone(),
-            },
-        );
-    }
-    for (section, map) in [("ENV", &docker.env), ("LABEL", &docker.label)] {
-        let Some(map) = map.as_ref().filter(|m| !m.is_empty()) else {
-            continue;
-        };
-        let pairs = map
-            .iter()
-            .map(|(k, v)| {
-                Ok(KeyValue {
-                    name: k.clone(),
-                    value: scalar(section, k, v)?,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        let text = format!(
-            "{section} {}",
-            pairs
-                .iter()
-                .map(|p| format!("{}={:?}", p.name, p.value))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        let instruction = if section == "ENV" {
-            Instruction::Env { vars: pairs }
-        } else {
-            Instruction::Label { labels: pairs }
-        };
-        step(text, instruction);
-    }
-    let command = |value: &StringOrList| match value {
-        StringOrList::One(s) => (vec![s.clone()], true),
-        StringOrList::Many(l) => (l.clone(), false),
-    };
-    if let Some(cmd) = &docker.cmd {
-        let (command, prepend_shell) = command(cmd);
-        step(
-            format!("CMD {command:?}"),
-            Instruction::Cmd {
-                command,
-                prepend_shell,
-            },
-        );
-    }
-    if let Some(entrypoint) = &docker.entrypoint {
-        let (command, prepend_shell) = command(entrypoint);
-        step(
-            format!("ENTRYPOINT {command:?}"),
-            Instruction::Entrypoint {
-                command,
-                prepend_shell,
-            },
-        );
-    }
-    if let Some(path) = &docker.workdir {
-        step(
-            format!("WORKDIR {path}"),
-            Instruction::Workdir { path: path.clone() },
-        );
-    }
-    if let Some(user) = &docker.user {
-        step(
-            format!("USER {user}"),
-            Instruction::User { user: user.clone() },
-        );
-    }
+    let steps: Vec<InstructionStep> = docker_section(docker)?
+        .instructions()
+        .into_iter()
+        .map(|(text, instruction)| InstructionStep { text, instruction })
+        .collect();
     if steps.is_empty() {
         return Err("an empty `docker` section".into());
     }

@@ -1,42 +1,21 @@
 //! Reconcile logic against a tower-test mock API server that asserts each request (method,
 //! path, body) in order, in the style of kube-rs' controller-rs.
 
-use std::collections::VecDeque;
+use kiln_testkit::git_server::git_ok as git;
 use std::path::Path;
 
-use http::{Request, Response};
-use kube::client::Body;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::metrics::Metrics;
+use crate::mirror::SourceCache;
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-/// One expected request and the response to give.
-struct Expect {
-    method: &'static str,
-    /// The path must start with this; the query must contain `query` when set.
-    path: String,
-    query: Option<String>,
-    status: u16,
-    response: Value,
-}
-
-fn expect(method: &'static str, path: &str, response: Value) -> Expect {
-    Expect {
-        method,
-        path: path.to_owned(),
-        query: None,
-        status: 200,
-        response,
-    }
-}
+use kiln_testkit::mock_api::{self, Expect, Handle, expect};
 
 const NS_PATH: &str = "/apis/kiln.dev/v1alpha1/namespaces/ci/imagebuilds/shop-1";
 
 fn test_context(sources: &Path) -> (Arc<Context>, Handle) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(svc, "ci");
+    let (client, handle) = mock_api::client("ci");
     let ctx = Context::new(
         client,
         Arc::new(Metrics::new()),
@@ -46,42 +25,9 @@ fn test_context(sources: &Path) -> (Arc<Context>, Handle) {
     (Arc::new(ctx), handle)
 }
 
-/// Serves `script` in order and returns the request bodies (JSON) it saw. Fails on any
-/// request out of order and on a missing request.
-async fn serve(mut handle: Handle, script: Vec<Expect>) -> Vec<Value> {
-    let mut script: VecDeque<Expect> = script.into();
-    let mut bodies = Vec::new();
-    while let Some(e) = script.pop_front() {
-        let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
-            .await
-            .unwrap_or_else(|_| panic!("no request came; expected {} {}", e.method, e.path))
-            .expect("service alive");
-        assert_eq!(request.method().as_str(), e.method, "{}", request.uri());
-        assert!(
-            request.uri().path().starts_with(&e.path),
-            "expected {} {}, got {}",
-            e.method,
-            e.path,
-            request.uri()
-        );
-        if let Some(q) = &e.query {
-            let query = request.uri().query().unwrap_or_default().to_owned();
-            let decoded = query
-                .replace("%3D", "=")
-                .replace("%2C", ",")
-                .replace("%2F", "/");
-            assert!(decoded.contains(q.as_str()), "{decoded} lacks {q}");
-        }
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        bodies.push(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
-        send.send_response(
-            Response::builder()
-                .status(e.status)
-                .body(Body::from(serde_json::to_vec(&e.response).unwrap()))
-                .unwrap(),
-        );
-    }
-    bodies
+/// Serves `script` in order and returns the request bodies (JSON) it saw.
+async fn serve(handle: Handle, script: Vec<Expect>) -> Vec<Value> {
+    mock_api::bodies(mock_api::serve(handle, script, Some(Duration::from_secs(5))).await)
 }
 
 fn build(spec_extra: Value, status: Option<Value>) -> ImageBuild {
@@ -383,7 +329,7 @@ async fn live_builders_are_looked_for_in_the_own_namespace_without_cluster_wide_
         ],
     ));
     for _ in 0..2 {
-        let found = super::building::live_builder_of(
+        let found = super::observe::live_builder_of(
             &ctx,
             "ci",
             "registry.example.org/shop",
@@ -395,10 +341,6 @@ async fn live_builders_are_looked_for_in_the_own_namespace_without_cluster_wide_
         assert_eq!(found.as_deref(), Some("ci/other-build-pod"));
     }
     server.await.unwrap();
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    kiln_testkit::git_server::git(dir, args).unwrap()
 }
 
 /// A repository with the seed's shape: backend, frontend and frontend-assets from one

@@ -22,52 +22,19 @@ pub mod stapel;
 use std::collections::BTreeMap;
 
 use sha2::{Digest as _, Sha256};
-use sha3::Sha3_224;
 
 use crate::dockerfile::{Dockerfile, DockerfileError};
 use crate::source::{GitTree, SourceError, clean_repo_path, join_path};
 
-/// werf's stage digest version salt (`werf: pkg/image/const.go BuildCacheVersion`).
-pub const BUILD_CACHE_VERSION: &str = "1.2";
-
-/// werf's `Sha3_224Hash`: SHA3-224 hex (56 chars) over the `:::`-joined parts.
-pub fn sha3_224_hex(parts: &[&str]) -> String {
-    let mut h = Sha3_224::new();
-    h.update(parts.join(":::").as_bytes());
-    crate::source::ls_tree::hex_lower(&h.finalize())
-}
+/// werf's stage digest version salt, formula and SHA3-224 hash: the shared werf model
+/// ([`kiln_crds::werf::digest`]), so that the builder's content digests use the same rule.
+pub use kiln_crds::werf::digest::{BUILD_CACHE_VERSION, sha3_224_hex, stage_digest};
 
 /// werf's `Sha256Hash`: SHA-256 hex (64 chars) over the `:::`-joined parts.
 pub fn sha256_hex(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     h.update(parts.join(":::").as_bytes());
     crate::source::ls_tree::hex_lower(&h.finalize())
-}
-
-/// werf's `calculateDigest` for one stage: see the module docs for the parts. `prev` is the
-/// previous stage's digest and next-stage dependencies; `base_image` is staged v1's reference.
-pub fn stage_digest(
-    platform: &str,
-    stage_name: &str,
-    dependencies: &str,
-    prev: Option<(&str, &str)>,
-    base_image: Option<&str>,
-) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    if !platform.is_empty() && platform != "linux/amd64" {
-        parts.push(platform);
-    }
-    parts.push(BUILD_CACHE_VERSION);
-    parts.push(stage_name);
-    parts.push(dependencies);
-    if let Some((digest, next)) = prev {
-        parts.push(digest);
-        parts.push(next);
-    }
-    if let Some(b) = base_image {
-        parts.push(b);
-    }
-    sha3_224_hex(&parts)
 }
 
 /// werf's `staged` setting for a Dockerfile image plus `WERF_STAGED_DOCKERFILE_VERSION`.
@@ -264,7 +231,7 @@ pub(crate) fn load<'a>(
     input: &DockerfileImageInput<'_>,
 ) -> Result<Loaded<'a>, DigestError> {
     let platform =
-        platform::Platform::parse(input.platform).ok_or_else(|| DigestError::InvalidPlatform {
+        platform::Platform::parse(input.platform).map_err(|_| DigestError::InvalidPlatform {
             image: input.image.to_string(),
             platform: input.platform.to_string(),
         })?;
@@ -318,7 +285,7 @@ pub fn dockerfile_image_stages(
     match input.staged {
         StagedMode::NonStaged => {
             let deps = full::dependencies(&loaded, input)?;
-            let platform = loaded.platform.format();
+            let platform = loaded.platform.to_string();
             Ok(vec![PlannedStage {
                 name: "dockerfile".to_string(),
                 digest: stage_digest(&platform, "dockerfile", &deps, None, None),

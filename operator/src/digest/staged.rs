@@ -460,7 +460,7 @@ pub(crate) fn stages_with(
         input,
         inputs,
         meta,
-        platform: loaded.platform.format(),
+        platform: loaded.platform.to_string(),
         context_files: None,
     };
     // Build order: a stage after every stage it needs (werf builds deeper image sets first).

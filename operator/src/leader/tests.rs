@@ -2,14 +2,15 @@
 //! tower-test mock API server that checks each request (method, path, body) in order.
 //! The real kube-apiserver path is e2e/tests/leader_election.rs.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use http::{Request, Response};
 use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::client::Body;
 use serde_json::{Value, json};
+
+use http::Response;
+use kiln_testkit::mock_api::{self, Expect, Handle, reply};
+use kube::client::Body;
 
 use super::record::{Decision, claim, decide, expiry, released};
 use super::*;
@@ -184,26 +185,8 @@ fn identities_are_the_base_and_a_random_suffix() {
 
 // ---- the elector against a mock API server ----
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
 const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/ci/leases/kiln-operator";
 const COLLECTION: &str = "/apis/coordination.k8s.io/v1/namespaces/ci/leases";
-
-struct Expect {
-    method: &'static str,
-    path: &'static str,
-    status: u16,
-    response: Value,
-}
-
-fn reply(method: &'static str, path: &'static str, status: u16, response: Value) -> Expect {
-    Expect {
-        method,
-        path,
-        status,
-        response,
-    }
-}
 
 fn lease(rv: &str, spec: &LeaseSpec) -> Value {
     json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -217,35 +200,18 @@ fn failure(code: u16, reason: &str) -> Value {
 }
 
 fn elector(config: LeaseConfig) -> (Elector, Handle) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (Elector::new(Client::new(svc, "ci"), config), handle)
+    let (client, handle) = mock_api::client("ci");
+    (Elector::new(client, config), handle)
 }
 
 fn config() -> LeaseConfig {
     LeaseConfig::new("ci", "kiln-operator", "me")
 }
 
-/// Serves `script` in order; returns the request bodies (JSON, `Null` when empty).
-async fn serve(mut handle: Handle, script: Vec<Expect>) -> Vec<Value> {
-    let mut script: VecDeque<Expect> = script.into();
-    let mut bodies = Vec::new();
-    while let Some(e) = script.pop_front() {
-        let (request, send) = handle
-            .next_request()
-            .await
-            .unwrap_or_else(|| panic!("no request came; expected {} {}", e.method, e.path));
-        assert_eq!(request.method().as_str(), e.method, "{}", request.uri());
-        assert_eq!(request.uri().path(), e.path);
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        bodies.push(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
-        send.send_response(
-            Response::builder()
-                .status(e.status)
-                .body(Body::from(serde_json::to_vec(&e.response).unwrap()))
-                .unwrap(),
-        );
-    }
-    bodies
+/// Serves `script` in order; returns the request bodies (JSON, `Null` when empty). No
+/// timeout: these tests run under paused time.
+async fn serve(handle: Handle, script: Vec<Expect>) -> Vec<Value> {
+    mock_api::bodies(mock_api::serve(handle, script, None).await)
 }
 
 fn fresh(holder: &str) -> LeaseSpec {

@@ -5,6 +5,9 @@
 
 use crate::config::{DockerInstructions, Mount, StringOrList};
 use crate::digest::sha256_hex;
+use std::collections::BTreeMap;
+
+use kiln_crds::werf::stapel_docker::{Command, DockerSection};
 use serde_yaml_ng::Value;
 
 use super::git::go_path_clean;
@@ -115,11 +118,16 @@ pub fn next_stage_git_dependencies(commits: &[String]) -> String {
 /// werf's `prepareCommand` for `CMD`/`ENTRYPOINT`: a string as written; a list as
 /// `["a", "b"]` (`[]` when empty).
 pub fn command_text(value: Option<&StringOrList>) -> String {
+    value
+        .map(command)
+        .map(|c| c.digest_text())
+        .unwrap_or_default()
+}
+
+fn command(value: &StringOrList) -> Command {
     match value {
-        None => String::new(),
-        Some(StringOrList::One(s)) => s.clone(),
-        Some(StringOrList::Many(l)) if l.is_empty() => "[]".to_string(),
-        Some(StringOrList::Many(l)) => format!("[\"{}\"]", l.join("\", \"")),
+        StringOrList::One(s) => Command::Shell(s.clone()),
+        StringOrList::Many(l) => Command::Exec(l.clone()),
     }
 }
 
@@ -133,32 +141,36 @@ fn scalar(key: &str, value: &Value) -> Result<String, String> {
     }
 }
 
-/// `dockerInstructions` dependencies: VOLUMEs, EXPOSEs, ENV and LABEL pairs sorted by key,
-/// CMD, ENTRYPOINT (CMD becomes `[]` when only ENTRYPOINT is set), WORKDIR, USER,
-/// HEALTHCHECK. `exactValues` only enters werf's digest with its Docker-daemon builder, never
-/// with Buildah, so it does not enter here. Errors name a non-scalar ENV/LABEL value.
+/// A werf.yaml `docker:` section as the shared werf model's [`DockerSection`], the one
+/// expansion both its digest ([`docker_instructions_dependencies`]) and its builder job use.
+///
+/// Errors: a non-scalar ENV/LABEL value, naming it.
+pub fn docker_section(docker: &DockerInstructions) -> Result<DockerSection, String> {
+    let list =
+        |l: &Option<crate::config::StringList>| l.as_ref().map(|l| l.0.clone()).unwrap_or_default();
+    let pairs = |section: &str, map: &Option<BTreeMap<String, Value>>| {
+        map.iter()
+            .flatten()
+            .map(|(k, v)| Ok((k.clone(), scalar(&format!("docker.{section}.{k}"), v)?)))
+            .collect::<Result<BTreeMap<_, _>, String>>()
+    };
+    Ok(DockerSection {
+        volume: list(&docker.volume),
+        expose: list(&docker.expose),
+        env: pairs("ENV", &docker.env)?,
+        label: pairs("LABEL", &docker.label)?,
+        cmd: docker.cmd.as_ref().map(command),
+        entrypoint: docker.entrypoint.as_ref().map(command),
+        workdir: docker.workdir.clone(),
+        user: docker.user.clone(),
+        healthcheck: docker.healthcheck.clone(),
+    })
+}
+
+/// `dockerInstructions` dependencies: the SHA-256 of [`DockerSection::dependency_parts`].
+/// Errors name a non-scalar ENV/LABEL value.
 pub fn docker_instructions_dependencies(docker: &DockerInstructions) -> Result<String, String> {
-    let mut parts: Vec<String> = Vec::new();
-    let list = |l: &Option<crate::config::StringList>| l.as_ref().map(|l| l.0.clone());
-    parts.extend(list(&docker.volume).unwrap_or_default());
-    parts.extend(list(&docker.expose).unwrap_or_default());
-    for (section, map) in [("ENV", &docker.env), ("LABEL", &docker.label)] {
-        // BTreeMap iterates in key order, which is werf's sort.Strings order (bytewise).
-        for (k, v) in map.iter().flatten() {
-            parts.push(k.clone());
-            parts.push(scalar(&format!("docker.{section}.{k}"), v)?);
-        }
-    }
-    let entrypoint = command_text(docker.entrypoint.as_ref());
-    let mut cmd = command_text(docker.cmd.as_ref());
-    if !entrypoint.is_empty() && cmd.is_empty() {
-        cmd = "[]".to_string();
-    }
-    parts.push(cmd);
-    parts.push(entrypoint);
-    parts.push(docker.workdir.clone().unwrap_or_default());
-    parts.push(docker.user.clone().unwrap_or_default());
-    parts.push(docker.healthcheck.clone().unwrap_or_default());
+    let parts = docker_section(docker)?.dependency_parts();
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     Ok(sha256_hex(&refs))
 }

@@ -146,17 +146,8 @@ impl StapelStage {
     }
 }
 
-/// werf's content digest of a stage: SHA3-224 of (platform unless amd64, `1.2`,
-/// `<name>-content`, `""`, the stage digest, its next-stage dependencies).
-pub fn content_digest(platform: &str, stage_name: &str, digest: &str, next: &str) -> String {
-    stage_digest(
-        platform,
-        &format!("{stage_name}-content"),
-        "",
-        Some((digest, next)),
-        None,
-    )
-}
+/// werf's content digest of a stage: the shared werf model's formula.
+pub use kiln_crds::werf::content_digest;
 
 /// werf's `GetLegacyCompatibleStageName`: the name a stage's digest is computed with.
 pub fn digest_stage_name(name: &str) -> &str {

@@ -1,0 +1,188 @@
+//! The job compiler, pure: from a planned image × platform, the stages the storage has and
+//! the build-time facts to the builder job of its missing stages — the one place that
+//! dispatches on the image kind (non-staged Dockerfile, staged Dockerfile, Stapel).
+
+use std::collections::BTreeMap;
+
+use kiln_crds::ImageBuild;
+use kiln_crds::job::{
+    BuildJob, JOB_API_VERSION, ParentRef, Source, SourceAuth, StageBuild, StageJob,
+};
+use kiln_crds::werf::content_digest;
+
+use super::error::Error;
+use super::request::BuildRequest;
+use super::staged::StagedLookup;
+use super::{secrets, staged, stapel};
+use crate::config::ImageKind;
+use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan};
+use crate::pods;
+
+/// `file` inside the repository directory `dir` (`""` and `"."` are the root).
+pub fn join_path(dir: &str, file: &str) -> String {
+    let dir = dir.trim_matches('/');
+    if dir.is_empty() || dir == "." {
+        file.to_owned()
+    } else {
+        format!("{dir}/{file}")
+    }
+}
+
+/// What the job of one image × platform is compiled from.
+#[derive(Debug, Clone, Copy)]
+pub struct JobInput<'a> {
+    /// The build.
+    pub ib: &'a ImageBuild,
+    /// Its parsed spec.
+    pub request: &'a BuildRequest,
+    /// The plan of the pinned commit (with werf.yaml), after build-time facts.
+    pub plan: &'a ProjectPlan,
+    /// The image × platform.
+    pub unit: &'a ImagePlan,
+    /// Indices of the stages to build, ascending.
+    pub missing: &'a [usize],
+    /// The staged stages and what the stages storage has of the unit.
+    pub staged: StagedLookup<'a>,
+    /// Registries reached over plain HTTP (operator settings).
+    pub insecure_registries: &'a [String],
+}
+
+/// The build job of an image × platform's missing stages: for a non-staged Dockerfile image
+/// one `dockerfile` stage built with `buildah bud` from the commit's context; for a staged
+/// one a stage per missing instruction ([`staged::stage_jobs`]), built on the last
+/// stage the stages storage has (`staged.found`).
+///
+/// A Stapel image gets a stage per missing stage ([`stapel::stage_jobs`]), on the
+/// last stage the stages storage has.
+///
+/// Errors: [`Error::Unsupported`] for Stapel images outside what Kiln builds and staged
+/// stages the builder cannot build yet.
+pub fn build_job(input: &JobInput<'_>) -> Result<BuildJob, Error> {
+    let JobInput {
+        ib,
+        request,
+        plan,
+        unit,
+        missing,
+        staged,
+        insecure_registries,
+    } = *input;
+    let config = &plan.config;
+    let image = config.image(&unit.name).ok_or_else(|| {
+        Error::Internal(format!("planned image {:?} not in werf.yaml", unit.name))
+    })?;
+    let platform = unit.platform.to_string();
+    let spec = &ib.spec;
+    let auth = spec.source.git.secret_ref.as_ref().map(|_| {
+        if spec.source.git.url.starts_with("http") {
+            SourceAuth::Basic {
+                username_path: format!("{}/username", pods::GIT_AUTH_DIR),
+                password_path: format!("{}/password", pods::GIT_AUTH_DIR),
+            }
+        } else {
+            SourceAuth::Ssh {
+                private_key_path: format!("{}/ssh-privatekey", pods::GIT_AUTH_DIR),
+                known_hosts_path: format!("{}/known_hosts", pods::GIT_AUTH_DIR),
+            }
+        }
+    });
+    let dockerfile = match &image.kind {
+        ImageKind::Dockerfile(d) => Some(d),
+        ImageKind::Stapel(_) => None,
+    };
+    let (stages, base_images) = if let ImageKind::Stapel(stapel) = &image.kind {
+        let stages = stapel::stage_jobs(plan, unit, stapel, missing, staged.found)?;
+        let base_images = stages
+            .iter()
+            .filter_map(|s| match &s.parent {
+                ParentRef::Image { reference } if reference != "scratch" => Some(reference.clone()),
+                _ => None,
+            })
+            .collect();
+        (stages, base_images)
+    } else if unit.kind == ImageBuildKind::StagedDockerfile {
+        let planned = staged.units.stages(unit).ok_or_else(|| {
+            Error::Internal(format!(
+                "image {:?} ({platform}): staged stages were not resolved",
+                unit.name
+            ))
+        })?;
+        staged::stage_jobs(unit, planned, missing, staged.found)?
+    } else {
+        let stages = missing
+            .iter()
+            .map(|&i| {
+                let s = &unit.stages[i];
+                let digest = s.digest.clone().unwrap_or_default();
+                StageJob {
+                    content_digest: content_digest(&platform, &s.name, &digest, ""),
+                    name: s.name.clone(),
+                    digest,
+                    parent: ParentRef::None,
+                    build: StageBuild::Dockerfile { dockerfile: None },
+                    labels: BTreeMap::new(),
+                }
+            })
+            .collect();
+        (stages, Vec::new())
+    };
+    let context = dockerfile
+        .and_then(|d| d.context.clone())
+        .unwrap_or_default();
+    Ok(BuildJob {
+        api_version: JOB_API_VERSION.to_owned(),
+        project: plan.project.clone(),
+        image: unit.name.clone(),
+        commit: Some(plan.commit.clone()),
+        source: Some(Source {
+            url: spec.source.git.url.clone(),
+            commit: plan.commit.clone(),
+            auth,
+        }),
+        dockerfile_path: join_path(
+            &context,
+            dockerfile.map_or("Dockerfile", |d| d.dockerfile.as_str()),
+        ),
+        context_dir: context,
+        target: dockerfile.and_then(|d| d.target.clone()),
+        // Dependency build args win over werf.yaml `args`, as in werf.
+        build_args: {
+            let mut args = dockerfile
+                .and_then(|d| d.args_as_strings().ok())
+                .unwrap_or_default();
+            args.extend(staged.units.dependency_args(unit));
+            args
+        },
+        add_hosts: dockerfile
+            .map(|d| d.add_hosts().to_vec())
+            .unwrap_or_default(),
+        platform: Some(platform),
+        network: request.network,
+        ssh_key_paths: (0..spec.ssh_key_secret_refs.len())
+            .map(pods::ssh_key_path)
+            .collect(),
+        secrets: secrets::for_image(spec, config, &unit.name)?,
+        registry_mirrors: spec.registry_mirrors.clone(),
+        insecure_registries: insecure_registries.to_vec(),
+        registry_auth_path: spec
+            .registry_secret_ref
+            .as_ref()
+            .map(|_| pods::REGISTRY_AUTH_FILE.to_owned()),
+        repo: spec.repo.clone(),
+        cache_repos: spec.cache_repos.clone(),
+        base_images,
+        stages,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockerfile_paths_join_the_context() {
+        assert_eq!(join_path("", "Dockerfile"), "Dockerfile");
+        assert_eq!(join_path("frontend/", "Dockerfile"), "frontend/Dockerfile");
+        assert_eq!(join_path(".", "Dockerfile"), "Dockerfile");
+    }
+}

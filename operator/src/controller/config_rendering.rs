@@ -9,7 +9,7 @@ use kiln_crds::ImageBuild;
 use kiln_crds::imagebuild::ConfigRenderingSpec;
 use kube::{Api, Client, ResourceExt};
 
-use super::Error;
+use super::error::Error;
 use crate::config::render::{EnvValues, RenderContext};
 
 /// The spec field named in errors.

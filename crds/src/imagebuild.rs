@@ -193,6 +193,15 @@ pub struct ImageBuildSpec {
     #[serde(default)]
     pub staged_dockerfile_version: StagedDockerfileVersion,
 
+    /// What stage digests hash: `werf` (byte-identical to werf v2, so werf CLIs and Kiln
+    /// share one stages storage) or `strict` (also the inputs werf leaves out although
+    /// they change the image: file modes, paths of files a glob selects one by one,
+    /// heredoc bodies, quoting, stages reached through `FROM ${ARG}`). Strict digests
+    /// carry their own salt, so the two modes never reuse each other's stages. Unset: the
+    /// operator's `--digest-mode` (default `werf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_mode: Option<DigestMode>,
+
     /// Overrides for the builder pods of this build (resources, node selection,
     /// tolerations). Unset fields take the operator's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -248,6 +257,7 @@ impl Default for ImageBuildSpec {
             cancel: false,
             timeout: None,
             staged_dockerfile_version: StagedDockerfileVersion::V1,
+            digest_mode: None,
             builder: None,
             retention: None,
         }
@@ -437,6 +447,18 @@ pub enum StagedDockerfileVersion {
     /// FROM is a stage of its own, followed by one stage per instruction.
     #[serde(rename = "v2")]
     V2,
+}
+
+/// What a stage digest hashes; see `ImageBuildSpec::digest_mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum DigestMode {
+    /// Byte-identical to werf v2.
+    #[default]
+    #[serde(rename = "werf")]
+    Werf,
+    /// werf's inputs plus the ones werf leaves out, under a salt of its own.
+    #[serde(rename = "strict")]
+    Strict,
 }
 
 /// Overrides for this build's builder pods.

@@ -1,11 +1,12 @@
 //! The controller builds a `staged: true` Dockerfile image for real: kube-apiserver +
-//! emulated node (builder pods run the workspace's `kiln-builder` with Buildah), registry,
+//! real node (builder pods run the workspace's `kiln-builder` with Buildah in containers), registry,
 //! git server.
 //!
 //! One stack, three ImageBuilds of a small staged project on busybox (`ENV`, `COPY`, `RUN`:
 //! one stage each, werf's staged v1): the first builds every stage, the second reuses them
 //! all without a pod, the third — after the COPY'd file changed — rebuilds the `copy` stage
-//! and the `run` stage after it, and reuses `env`.
+//! and the `run` stage after it, and reuses `env`. Multi-stage staged projects build their
+//! Dockerfile stages as werf images `<image>/stage/<name>` first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -19,6 +20,10 @@ use kiln_operator::digest::staged::{Offline, StagedInputs};
 use kiln_operator::digest::{
     DockerfileImageInput, PlannedStage, StagedMode, dockerfile_image_stages_with,
 };
+use kiln_operator::plan::project::{
+    DockerfileFacts, ImportValues, PlanRequest, ProjectPlan, plan_project_with_facts,
+};
+use kiln_operator::plan::stage_images::{werf_images, werf_sets};
 use kiln_operator::source::GitTree;
 use kiln_operator::storage::{RegistryClient, RepoRef};
 use kiln_testkit::git_server::Repo;
@@ -143,6 +148,7 @@ impl Fixture {
             cache_version: None,
             staged,
             platform,
+            digest_mode: kiln_operator::digest::DigestMode::Werf,
         };
         dockerfile_image_stages_with(&tree, &input, inputs).unwrap()
     }
@@ -242,7 +248,7 @@ async fn staged_image_builds_one_stage_per_instruction_then_reuses_then_rebuilds
     assert_eq!(pods_left(&fx.client, "first").await, 0);
     let stages = report_stages(&first);
     let names: Vec<&str> = stages.iter().map(|(n, _, _)| n.as_str()).collect();
-    assert_eq!(names, ["env", "copy", "run"]);
+    assert_eq!(names, ["ENV", "COPY", "RUN"]);
     assert!(stages.iter().all(|(_, _, rebuilt)| *rebuilt), "{stages:?}");
     let tags = fx.stage_tags().await;
     assert_eq!(
@@ -299,7 +305,7 @@ async fn staged_image_builds_one_stage_per_instruction_then_reuses_then_rebuilds
     assert_eq!(builder_pods(&third), vec![format!("app {PLATFORM}")]);
     let changed = report_stages(&third);
     let rebuilt: Vec<(&str, bool)> = changed.iter().map(|(n, _, r)| (n.as_str(), *r)).collect();
-    assert_eq!(rebuilt, [("env", false), ("copy", true), ("run", true)]);
+    assert_eq!(rebuilt, [("ENV", false), ("COPY", true), ("RUN", true)]);
     assert_eq!(changed[0].1, stages[0].1, "the env stage is reused");
     let tags_after = fx.stage_tags().await;
     assert_eq!(tags_after.len(), 5, "two new stage tags: {tags_after:?}");
@@ -353,13 +359,19 @@ async fn multi_stage_staged_image_builds_the_stage_it_copies_from_first() {
     );
     let stages = report_stages(&first);
     let names: Vec<&str> = stages.iter().map(|(n, _, _)| n.as_str()).collect();
-    assert_eq!(names, ["run", "env", "copy", "run"]);
+    assert_eq!(names, ["RUN", "ENV", "COPY", "RUN"]);
     let tags = fx.stage_tags().await;
     assert_eq!(tags, stages.iter().map(|(_, t, _)| t.clone()).collect());
     // The digests are the planner's once base's image name is given.
     let base_image = format!("{}/stg:{}", fx.registry, stages[0].1);
     let planned = fx.planned(&commit, &BusyboxEnv(Some(base_image)));
     assert!(planned.iter().all(|s| !s.provisional));
+    // As in werf, the `base` stage is an image of its own, published before `app`'s stages.
+    let werf_images: Vec<&str> = planned
+        .iter()
+        .map(|s| s.werf_image.as_deref().unwrap_or_default())
+        .collect();
+    assert_eq!(werf_images, ["app/stage/base", "app", "app", "app"]);
     let expected: Vec<&str> = planned.iter().map(|s| s.digest.as_str()).collect();
     let built: Vec<&str> = stages.iter().map(|(_, t, _)| &t[..56]).collect();
     assert_eq!(built, expected);
@@ -467,6 +479,7 @@ async fn dependency_build_args_come_from_the_published_dependency() {
         cache_version: None,
         staged: StagedMode::NonStaged,
         platform: PLATFORM,
+        digest_mode: kiln_operator::digest::DigestMode::Werf,
     };
     let planned = dockerfile_image_stages_with(&tree, &input, &Offline).unwrap();
     assert_eq!(&app_tag[..56], planned[0].digest);
@@ -577,7 +590,7 @@ async fn staged_v2_builds_a_from_stage_and_a_missing_base_fails_naming_it() {
     let built = create_and_wait(&api, &v2).await;
     let stages = report_stages(&built);
     let names: Vec<&str> = stages.iter().map(|(n, _, _)| n.as_str()).collect();
-    assert_eq!(names, ["FROM", "env", "copy", "run"]);
+    assert_eq!(names, ["FROM", "ENV", "COPY", "RUN"]);
     let planned = fx.planned_with(&commit, &BusyboxEnv(None), PLATFORM, StagedMode::StagedV2);
     let expected: Vec<&str> = planned.iter().map(|s| s.digest.as_str()).collect();
     let digests: Vec<&str> = stages.iter().map(|(_, t, _)| &t[..56]).collect();
@@ -611,5 +624,230 @@ async fn staged_v2_builds_a_from_stage_and_a_missing_base_fails_naming_it() {
     assert!(message.contains("no-such-tag"), "{message}");
     assert_eq!(builder_pods(&failed), Vec::<String>::new());
     assert_eq!(pods_left(&fx.client, name).await, 0);
+    operator.stop().await.unwrap();
+}
+
+const RENDERER_WERF_YAML: &str = "project: stg\nconfigVersion: 1\n---\nimage: renderer\ndockerfile: Dockerfile\nstaged: true\n---\nimage: renderer-slim\ndockerfile: slim.Dockerfile\nstaged: true\n";
+const RENDERER_BUILD_STAGE: &str = "FROM busybox AS build\nWORKDIR /build\nCOPY templates/ ./templates/\nRUN mkdir -p /build/out && cat templates/*.tmpl > /build/out/bundle.tmpl\n";
+
+/// The build-time facts the controller reads (busybox's environment, the built image name of
+/// the `build` stage image), for the planner.
+struct RendererFacts(Option<String>);
+
+impl StagedInputs for RendererFacts {
+    fn base_image_env(&self, reference: &str, platform: &str) -> Option<BTreeMap<String, String>> {
+        BusyboxEnv(None).base_image_env(reference, platform)
+    }
+    fn stage_image_name(&self, werf_image: &str, _: &str) -> Option<String> {
+        assert!(werf_image.ends_with("/stage/build"), "{werf_image}");
+        self.0.clone()
+    }
+}
+
+impl ImportValues for RendererFacts {
+    fn import_value(&self, _: &str, _: &str) -> Option<String> {
+        None
+    }
+}
+
+fn renderer_plan(fx: &Fixture, commit: &str, build_image: Option<String>) -> ProjectPlan {
+    let tree = GitTree::open(fx.repo.work_dir(), Some(commit)).unwrap();
+    let facts = RendererFacts(build_image);
+    plan_project_with_facts(
+        &tree,
+        &PlanRequest::default(),
+        &kiln_operator::digest::stapel::Offline,
+        &DockerfileFacts {
+            staged: &facts,
+            imports: &facts,
+        },
+    )
+    .unwrap()
+}
+
+/// (stage name, digest) of werf image `name` in `plan`.
+fn werf_image_stages(plan: &ProjectPlan, name: &str) -> Vec<(String, Option<String>)> {
+    werf_images(&plan.images)
+        .into_iter()
+        .find(|i| i.name == name)
+        .unwrap_or_else(|| panic!("no werf image {name}"))
+        .stages
+        .iter()
+        .map(|s| (s.name.clone(), s.digest.clone()))
+        .collect()
+}
+
+/// The staged multi-stage example (two images whose Dockerfiles share a `build` stage: one
+/// copies from it, one is based on it), built the werf way: the `build` stage is the werf image
+/// `<image>/stage/build` in the set before, published as stages of its own, and its built image
+/// name feeds the dependents' digests; a second build reuses everything.
+#[tokio::test]
+async fn staged_multi_stage_example_publishes_its_stage_images_and_reuses_them() {
+    let slim = format!(
+        "{RENDERER_BUILD_STAGE}\nFROM build\nRUN rm -rf /build/templates\nCMD [\"cat\", \"/build/out/bundle.tmpl\"]\n"
+    );
+    let full = format!(
+        "{RENDERER_BUILD_STAGE}\nFROM busybox\nWORKDIR /app\nCOPY --from=build /build/out/ ./templates/\nCOPY bin/render.sh ./\nCMD [\"/bin/sh\", \"/app/render.sh\"]\n"
+    );
+    let fx = Fixture::start_with_files(&[
+        ("werf.yaml", RENDERER_WERF_YAML),
+        ("Dockerfile", &full),
+        ("slim.Dockerfile", &slim),
+        ("templates/invoice.tmpl", "INVOICE {{number}}\n"),
+        ("templates/receipt.tmpl", "RECEIPT {{number}}\n"),
+        (
+            "bin/render.sh",
+            "#!/bin/sh\ncat /app/templates/bundle.tmpl\n",
+        ),
+    ])
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings(&fx.registry),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let storage = registry_client(&fx.registry);
+    let repo = RepoRef::from_str(&format!("{}/stg", fx.registry)).unwrap();
+    let commit = fx.repo.head().unwrap();
+
+    // The plan: werf's images and sets.
+    let offline = renderer_plan(&fx, &commit, None);
+    assert_eq!(
+        werf_sets(&offline.sets, &offline.stage_images),
+        vec![
+            vec!["renderer/stage/build", "renderer-slim/stage/build"],
+            vec!["renderer", "renderer-slim"]
+        ]
+    );
+
+    let first = create_and_wait(&api, &fx.build("renderer")).await;
+    assert_eq!(
+        first.status.as_ref().unwrap().plan.as_ref().unwrap().sets,
+        werf_sets(&offline.sets, &offline.stage_images),
+        "the status shows werf's plan"
+    );
+    let tags = fx.stage_tags().await;
+    // The `build` stage image (the same stages for both images) is published under its own
+    // stage digests, which need no other image.
+    let build_stages = werf_image_stages(&offline, "renderer/stage/build");
+    assert_eq!(
+        build_stages,
+        werf_image_stages(&offline, "renderer-slim/stage/build")
+    );
+    let names: Vec<&str> = build_stages.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["WORKDIR", "COPY", "RUN"]);
+    let build_tags: Vec<String> = build_stages
+        .iter()
+        .map(|(name, digest)| {
+            let digest = digest.as_deref().unwrap_or_else(|| panic!("{name} digest"));
+            tags.iter()
+                .find(|t| t.starts_with(digest))
+                .unwrap_or_else(|| panic!("stage {name} {digest} not published: {tags:?}"))
+                .clone()
+        })
+        .collect();
+    // Its built image name feeds the dependents' digests: with it the plan gives exactly the
+    // stages the controller built.
+    let build_image = format!("{}/stg:{}", fx.registry, build_tags[2]);
+    let exact = renderer_plan(&fx, &commit, Some(build_image));
+    for image in ["renderer", "renderer-slim"] {
+        let built: Vec<(String, String)> = image_stages(&first, image)
+            .into_iter()
+            .map(|(name, tag, _)| (name, tag[..56].to_owned()))
+            .collect();
+        let planned: Vec<(String, String)> = ["/stage/build", ""]
+            .iter()
+            .flat_map(|suffix| werf_image_stages(&exact, &format!("{image}{suffix}")))
+            .map(|(name, digest)| (name, digest.expect("exact digest")))
+            .collect();
+        assert_eq!(built, planned, "{image}");
+    }
+    let renderer = image_stages(&first, "renderer");
+    let slim_stages = image_stages(&first, "renderer-slim");
+    assert_eq!(
+        file_in_image(
+            &storage,
+            &repo,
+            &renderer.last().unwrap().1,
+            "app/templates/bundle.tmpl"
+        )
+        .await,
+        Some("INVOICE {{number}}\nRECEIPT {{number}}\n".into())
+    );
+    assert_eq!(
+        file_in_image(
+            &storage,
+            &repo,
+            &slim_stages.last().unwrap().1,
+            "build/out/bundle.tmpl"
+        )
+        .await,
+        Some("INVOICE {{number}}\nRECEIPT {{number}}\n".into())
+    );
+
+    // Same commit: every stage, the stage images' included, is reused without a pod.
+    let second = create_and_wait(&api, &fx.build("renderer-again")).await;
+    assert_eq!(builder_pods(&second), Vec::<String>::new());
+    for image in ["renderer", "renderer-slim"] {
+        let again = image_stages(&second, image);
+        assert!(again.iter().all(|(_, _, rebuilt)| !rebuilt), "{again:?}");
+        assert_eq!(
+            again.iter().map(|(_, t, _)| t).collect::<Vec<_>>(),
+            image_stages(&first, image)
+                .iter()
+                .map(|(_, t, _)| t)
+                .collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(fx.stage_tags().await, tags);
+    operator.stop().await.unwrap();
+}
+
+/// A strict-mode build of the same commit shares no stage with a werf-mode one: it builds all
+/// its stages under other digests (its own salt), and reuses only its own.
+#[tokio::test]
+async fn strict_and_werf_mode_builds_never_reuse_each_others_stages() {
+    let fx = Fixture::start().await;
+    let cache = tempfile::tempdir().unwrap();
+    let operator = InProcessOperator::start(
+        fx.client.clone(),
+        settings(&fx.registry),
+        cache.path(),
+        &["default"],
+    );
+    let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
+    let werf = create_and_wait(&api, &fx.build("werf-mode")).await;
+    let werf_tags = fx.stage_tags().await;
+    assert_eq!(werf_tags.len(), 3);
+
+    let strict_build = |name: &str| {
+        let mut ib = fx.build(name);
+        ib.spec.digest_mode = Some(kiln_crds::imagebuild::DigestMode::Strict);
+        ib
+    };
+    let strict = create_and_wait(&api, &strict_build("strict-mode")).await;
+    assert_eq!(builder_pods(&strict), vec![format!("app {PLATFORM}")]);
+    let strict_stages = report_stages(&strict);
+    assert!(strict_stages.iter().all(|(_, _, rebuilt)| *rebuilt));
+    let werf_digests: BTreeSet<String> = report_stages(&werf)
+        .iter()
+        .map(|(_, tag, _)| tag[..56].to_owned())
+        .collect();
+    for (name, tag, _) in &strict_stages {
+        assert!(!werf_digests.contains(&tag[..56]), "{name} {tag}");
+        assert!(!werf_tags.contains(tag), "{name} {tag}");
+    }
+    assert_eq!(fx.stage_tags().await.len(), 6);
+
+    let again = create_and_wait(&api, &strict_build("strict-again")).await;
+    assert_eq!(builder_pods(&again), Vec::<String>::new());
+    assert_eq!(report_stages(&again), {
+        let mut s = strict_stages.clone();
+        s.iter_mut().for_each(|(_, _, rebuilt)| *rebuilt = false);
+        s
+    });
     operator.stop().await.unwrap();
 }

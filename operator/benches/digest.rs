@@ -80,6 +80,7 @@ fn stages(dir: &Path, dockerfile: &str, staged: StagedMode) -> usize {
         cache_version: None,
         staged,
         platform: "linux/amd64",
+        digest_mode: kiln_operator::digest::DigestMode::Werf,
     };
     dockerfile_image_stages(&tree, &input).unwrap().len()
 }

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod plan;
 pub mod pods;
+pub mod report;
 pub mod slug;
 pub mod source;
 pub mod storage;

@@ -336,6 +336,24 @@ fn unknown_nested_directive_has_its_path() {
 }
 
 #[test]
+fn misspelled_dockerfile_key_is_reported_as_unknown_first() {
+    // Regression: `dockerFile:` used to be reported as "image has neither `dockerfile` nor
+    // `from`", hiding the typo.
+    let e = err(&format!(
+        "{META}---\nimage: api\ncontext: api\ndockerFile: Dockerfile\n"
+    ));
+    assert!(
+        matches!(&*e.kind, ConfigErrorKind::UnknownDirective { key, .. } if key == "dockerFile"),
+        "{e}"
+    );
+    assert_eq!((e.document, e.line), (Some(2), Some(6)));
+    assert_eq!(e.image.as_deref(), Some("api"));
+    // A Stapel key is known, so the image still lacks its base.
+    let stapel_only = err(&format!("{META}---\nimage: api\nshell:\n  install: make\n"));
+    assert_eq!(*stapel_only.kind, ConfigErrorKind::NoDockerfileNorFrom);
+}
+
+#[test]
 fn image_with_neither_dockerfile_nor_from() {
     let e = err(&format!("{META}---\nimage: api\ncontext: api\n"));
     assert_eq!(*e.kind, ConfigErrorKind::NoDockerfileNorFrom);

@@ -10,58 +10,18 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use http::{Request, Response};
 use kiln_crds::ImageBuild;
 use kiln_operator::controller::{self, Context, FINALIZER, Settings};
 use kiln_operator::metrics::Metrics;
 use kiln_operator::mirror::SourceCache;
-use kiln_operator::storage::client::sha256_digest;
-use kiln_operator::storage::{RegistryClient, RegistryClientConfig, RepoRef};
+use kiln_testkit::base_images::push_busybox;
 use kiln_testkit::registry::{RegistryOptions, TestRegistry};
 use kube::client::Body;
 use serde_json::{Value, json};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     kiln_testkit::git_server::git(dir, args).unwrap()
-}
-
-/// A base image with an environment, pushed as `repo:1`.
-async fn push_base(client: &RegistryClient, repo: &RepoRef) {
-    let layer = Bytes::from_static(b"base layer");
-    let layer_digest = sha256_digest(&layer);
-    client
-        .push_blob(repo, &layer_digest, layer.clone())
-        .await
-        .unwrap();
-    let config = Bytes::from(
-        json!({"architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
-               "config": {"Env": ["PATH=/usr/bin:/bin", "GREETING=hi"]},
-               "rootfs": {"type": "layers", "diff_ids": [layer_digest]}})
-        .to_string(),
-    );
-    let config_digest = sha256_digest(&config);
-    client
-        .push_blob(repo, &config_digest, config.clone())
-        .await
-        .unwrap();
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layer_digest, "size": layer.len()}]
-    });
-    client
-        .put_manifest(
-            repo,
-            "1",
-            Bytes::from(manifest.to_string()),
-            "application/vnd.oci.image.manifest.v1+json",
-        )
-        .await
-        .unwrap();
 }
 
 fn b64(s: &str) -> String {
@@ -150,9 +110,13 @@ async fn building_passes(pod_status: Value, passes: usize) -> Vec<PassRecord> {
         ..RegistryOptions::default()
     })
     .unwrap();
-    let client = RegistryClient::new(RegistryClientConfig::default());
-    let base: RepoRef = format!("{}/base", registry.address()).parse().unwrap();
-    push_base(&client, &base).await;
+    // A real base image with an environment (busybox's PATH) for the staged RUN's digest.
+    let address = registry.address().to_owned();
+    let base = tokio::task::spawn_blocking(move || push_busybox(&address, "base"))
+        .await
+        .unwrap()
+        .unwrap()
+        .amd64;
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("shop");
@@ -164,7 +128,7 @@ async fn building_passes(pod_status: Value, passes: usize) -> Vec<PassRecord> {
     .unwrap();
     std::fs::write(
         dir.join("Dockerfile"),
-        format!("FROM {base}:1\nRUN echo $GREETING > /greeting\n"),
+        format!("FROM {base}\nRUN echo $PATH > /path\n"),
     )
     .unwrap();
     git(&dir, &["init", "-q", "-b", "main"]);

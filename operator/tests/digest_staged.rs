@@ -18,10 +18,11 @@ fn names(img: &Img, r: &Repo) -> Vec<String> {
 
 // Expected values computed with Python's hashlib over the documented parts:
 //   FROM    = sha3_224("1.2:::FROM:::" + sha256("BaseImageReference:::alpine:3.18"))
-//   workdir = sha3_224("1.2:::workdir:::" + sha256("Path:::/app") + ":::" + FROM + ":::")
-//   cmd     = sha3_224("1.2:::cmd:::" + sha256("Cmd:::run:::PrependShell:::false") + ":::" + workdir + ":::")
+//   WORKDIR = sha3_224("1.2:::WORKDIR:::" + sha256("Path:::/app") + ":::" + FROM + ":::")
+//   CMD     = sha3_224("1.2:::CMD:::" + sha256("Cmd:::run:::PrependShell:::false") + ":::" + WORKDIR + ":::")
 // and for v1 (no FROM stage, base image appended to the first stage):
-//   workdir = sha3_224("1.2:::workdir:::" + sha256("Path:::/app") + ":::alpine:3.18")
+//   WORKDIR = sha3_224("1.2:::WORKDIR:::" + sha256("Path:::/app") + ":::alpine:3.18")
+// (the stage name is the keyword as written, BuildKit's node.Value)
 #[test]
 fn formula_v2_and_v1() {
     let r = Repo::new();
@@ -31,22 +32,22 @@ fn formula_v2_and_v1() {
     );
     r.commit("init");
     let v2 = Img::staged(StagedMode::StagedV2);
-    assert_eq!(names(&v2, &r), ["FROM", "workdir", "cmd"]);
+    assert_eq!(names(&v2, &r), ["FROM", "WORKDIR", "CMD"]);
     assert_eq!(
         v2.digests(&r.tree(None)),
         [
             "65944b13bf74ae87b3eec0e91bbd5f38d2db7a50ee4cd1e92896fd90",
-            "c41724065368d8fd3ced8b43c10b5caa62b7bff5b32438f6dd8418b7",
-            "768066d3783be6ddd3661f3df3d503ef1664443b3943f556e8781cd7",
+            "928c899bfe761f755647ee8c7cf5a6f13ae7ba1cd46143a21b0a77a6",
+            "2ea9e1fbaab48da1880c4e4a6b62b2776cab33c7c1a91300f866b4a9",
         ]
     );
     let v1 = Img::staged(StagedMode::StagedV1);
-    assert_eq!(names(&v1, &r), ["workdir", "cmd"]);
+    assert_eq!(names(&v1, &r), ["WORKDIR", "CMD"]);
     assert_eq!(
         v1.digests(&r.tree(None)),
         [
-            "114509649b4770104cdb535699d54d654ffcd81802ca23e647ed3bfe",
-            "d81af1d812702c3bb233bd7e462696c0bbcc2bf86f6a08cce0e73ecd",
+            "f5b54a0b14d142799a39d06f5837e95246062acdf9339f24cd07b927",
+            "86a30445b9a764589343107d417087f1a6fc2355178d337806df3e58",
         ]
     );
 }
@@ -144,7 +145,7 @@ fn an_arg_value_rebuilds_from_the_first_instruction_that_sees_it() {
     changed.args.insert("V".into(), "2".into());
     let after = changed.digests(&t);
     // V is in every RUN's environment: the first RUN is the first stage to change.
-    let first_run = stages.iter().position(|s| s.name == "run").unwrap();
+    let first_run = stages.iter().position(|s| s.name == "RUN").unwrap();
     assert_eq!(first_change(&before, &after), Some(first_run));
     assert_eq!(
         stages[first_run].instruction.as_deref(),
@@ -244,6 +245,7 @@ fn multi_stage_targets_list_dependencies_first_and_are_provisional_offline() {
         cache_version: None,
         staged: owned.staged,
         platform: &owned.platform,
+        digest_mode: kiln_operator::digest::DigestMode::Werf,
     };
     let known = dockerfile_image_stages_with(&r.tree(None), &input, &Known).unwrap();
     assert!(known.iter().all(|s| !s.provisional));

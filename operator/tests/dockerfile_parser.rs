@@ -272,6 +272,10 @@ fn instructions_are_case_insensitive() {
     assert_eq!(df.stages[0].name.as_deref(), Some("b"));
     assert_eq!(ins(&df, 0, 0).keyword, "RUN");
     assert_eq!(ins(&df, 0, 1).stage_name(), "copy");
+    // The staged stage name is the keyword as written (werf v2.62.1, BuildKit's node.Value).
+    let mixed = parse("FROM alpine\nExpose 80\nRUN echo\n");
+    assert_eq!(ins(&mixed, 0, 0).stage_name(), "Expose");
+    assert_eq!(ins(&mixed, 0, 1).stage_name(), "RUN");
 }
 
 #[test]

@@ -264,3 +264,62 @@ fn render_prints_the_rendered_werf_yaml_with_env_from_the_process() {
     let loose = stdout(&render(&["--render", "--loose-giterminism"], None));
     assert!(loose.starts_with("project: \n"), "{loose}");
 }
+
+#[test]
+fn staged_multi_stage_images_are_split_into_stage_images_and_digest_mode_is_a_flag() {
+    let repo = TestRepo::new();
+    repo.commit(&[
+        (
+            "werf.yaml",
+            "project: pdf\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\nstaged: true\n",
+        ),
+        (
+            "Dockerfile",
+            "FROM alpine:3.18 AS build\nRUN echo built > /b\n\nFROM alpine:3.18\nCOPY --from=build /b /b\nCMD [\"cat\", \"/b\"]\n",
+        ),
+    ]);
+    let werf: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&repo, &["--output", "json"]))).unwrap();
+    // werf: the `build` stage is an image of its own, built in the set before `app`.
+    assert_eq!(
+        werf["sets"],
+        serde_json::json!([["app/stage/build"], ["app"]])
+    );
+    let stages = |json: &serde_json::Value, image: &str| -> Vec<(String, String)> {
+        json["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == image)
+            .unwrap_or_else(|| panic!("no image {image}: {json}"))["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().to_string(),
+                    s["digest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let build = stages(&werf, "app/stage/build");
+    let names: Vec<&str> = build.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["RUN"]);
+    let app = stages(&werf, "app");
+    let names: Vec<&str> = app.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["COPY", "CMD"]);
+
+    let text = stdout(&run(&repo, &[]));
+    assert!(text.contains("│ - ⛵ image app/stage/build\n"), "{text}");
+
+    let strict: serde_json::Value = serde_json::from_str(&stdout(&run(
+        &repo,
+        &["--output", "json", "--digest-mode", "strict"],
+    )))
+    .unwrap();
+    assert_eq!(strict["sets"], werf["sets"]);
+    assert_ne!(stages(&strict, "app/stage/build"), build);
+    let bad = run(&repo, &["--digest-mode", "loose"]);
+    assert!(!bad.status.success());
+}

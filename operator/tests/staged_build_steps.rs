@@ -35,6 +35,7 @@ fn stages_with(img: &Img, tree: &GitTree, inputs: &dyn StagedInputs) -> Vec<Plan
         cache_version: img.cache_version.as_deref(),
         staged: img.staged,
         platform: &img.platform,
+        digest_mode: kiln_operator::digest::DigestMode::Werf,
     };
     dockerfile_image_stages_with(tree, &input, inputs).unwrap()
 }
@@ -90,15 +91,15 @@ fn instruction_stages_carry_the_expanded_instruction() {
     assert_eq!(
         names,
         [
-            "env",
-            "label",
-            "copy",
-            "run",
-            "workdir",
-            "user",
-            "expose",
-            "cmd",
-            "healthcheck"
+            "ENV",
+            "LABEL",
+            "COPY",
+            "RUN",
+            "WORKDIR",
+            "USER",
+            "EXPOSE",
+            "CMD",
+            "HEALTHCHECK"
         ]
     );
     // Only the first stage has a base: the FROM after expanding the meta ARG.

@@ -4,6 +4,8 @@
 
 use sha3::{Digest as _, Sha3_224};
 
+use crate::imagebuild::DigestMode;
+
 /// werf's stage digest version salt (`werf: pkg/image/const.go BuildCacheVersion`). Every
 /// stage digest and content digest hashes it, so bumping it invalidates every stage.
 pub const BUILD_CACHE_VERSION: &str = "1.2";
@@ -26,6 +28,19 @@ pub fn sha3_224_hex(parts: &[&str]) -> String {
     hex_lower(&h.finalize())
 }
 
+/// The salt of strict digests ([`DigestMode::Strict`]) in place of [`BUILD_CACHE_VERSION`].
+/// werf's first part is `"1.2"` or a platform (`os/arch[/variant]`), never this text, so no
+/// werf preimage equals a strict one and the two kinds of digest cannot collide.
+pub const STRICT_SALT: &str = "1.2+kiln-strict";
+
+/// The salt part of the formula in `mode`.
+pub fn digest_salt(mode: DigestMode) -> &'static str {
+    match mode {
+        DigestMode::Werf => BUILD_CACHE_VERSION,
+        DigestMode::Strict => STRICT_SALT,
+    }
+}
+
 /// werf's `calculateDigest` for one stage: SHA3-224 over the platform (left out for
 /// `linux/amd64` and an empty platform), [`BUILD_CACHE_VERSION`], the stage name, its
 /// dependencies string, then — for a stage built on a previous stage — that stage's digest
@@ -37,11 +52,30 @@ pub fn stage_digest(
     prev: Option<(&str, &str)>,
     base_image: Option<&str>,
 ) -> String {
+    stage_digest_in(
+        DigestMode::Werf,
+        platform,
+        stage_name,
+        dependencies,
+        prev,
+        base_image,
+    )
+}
+
+/// [`stage_digest`] with the salt of `mode` ([`digest_salt`]).
+pub fn stage_digest_in(
+    mode: DigestMode,
+    platform: &str,
+    stage_name: &str,
+    dependencies: &str,
+    prev: Option<(&str, &str)>,
+    base_image: Option<&str>,
+) -> String {
     let mut parts: Vec<&str> = Vec::new();
     if !platform.is_empty() && platform != "linux/amd64" {
         parts.push(platform);
     }
-    parts.push(BUILD_CACHE_VERSION);
+    parts.push(digest_salt(mode));
     parts.push(stage_name);
     parts.push(dependencies);
     if let Some((digest, next)) = prev {
@@ -95,6 +129,26 @@ mod tests {
         assert_ne!(
             stage_digest("linux/arm64", "from", "x", None, None),
             stage_digest("", "from", "x", None, None)
+        );
+    }
+
+    #[test]
+    fn strict_salt_replaces_werfs() {
+        // Python: hashlib.sha3_224(b"1.2+kiln-strict:::dockerfile:::d").hexdigest()
+        assert_eq!(
+            stage_digest_in(
+                DigestMode::Strict,
+                "linux/amd64",
+                "dockerfile",
+                "d",
+                None,
+                None
+            ),
+            sha3_224_hex(&["1.2+kiln-strict", "dockerfile", "d"])
+        );
+        assert_ne!(
+            stage_digest_in(DigestMode::Strict, "", "dockerfile", "d", None, None),
+            stage_digest("", "dockerfile", "d", None, None)
         );
     }
 

@@ -18,6 +18,8 @@ pub mod platform;
 pub mod stage_tag;
 pub mod stapel_docker;
 
-pub use digest::{BUILD_CACHE_VERSION, content_digest, sha3_224_hex, stage_digest};
+pub use digest::{
+    BUILD_CACHE_VERSION, STRICT_SALT, content_digest, sha3_224_hex, stage_digest, stage_digest_in,
+};
 pub use mirror::{MirrorError, RegistryMirror};
 pub use platform::Platform;

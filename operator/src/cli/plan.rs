@@ -12,9 +12,11 @@ use serde::Serialize;
 
 use kiln_operator::config::Platform;
 use kiln_operator::config::render::{EnvValues, RenderContext};
+use kiln_operator::digest::DigestMode;
 use kiln_operator::plan::project::{
     ImageBuildKind, PlanRequest, ProjectPlan, StagedDockerfileVersion, plan_project, render_config,
 };
+use kiln_operator::plan::stage_images::{werf_images, werf_sets};
 use kiln_operator::plan::{DEFAULT_PARALLEL_TASKS_LIMIT, ParallelOptions};
 use kiln_operator::source::GitTree;
 
@@ -34,6 +36,25 @@ pub enum StagedVersion {
     V1,
     /// v1 plus a separate FROM stage.
     V2,
+}
+
+/// `--digest-mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DigestModeArg {
+    /// Byte-identical to werf v2 (the default).
+    Werf,
+    /// Also hash what werf leaves out (file modes and paths, heredoc bodies, quoting, stages
+    /// reached through `FROM ${ARG}`), under a salt of its own.
+    Strict,
+}
+
+impl From<DigestModeArg> for DigestMode {
+    fn from(arg: DigestModeArg) -> DigestMode {
+        match arg {
+            DigestModeArg::Werf => DigestMode::Werf,
+            DigestModeArg::Strict => DigestMode::Strict,
+        }
+    }
 }
 
 /// Flags of `kiln-operator plan`.
@@ -59,6 +80,9 @@ pub struct Args {
         env = "WERF_STAGED_DOCKERFILE_VERSION"
     )]
     pub staged_dockerfile_version: StagedVersion,
+    /// What stage digests hash: `werf` (werf-identical) or `strict`.
+    #[arg(long, value_enum, default_value = "werf")]
+    pub digest_mode: DigestModeArg,
     /// Build the images of a set at the same time (false: one image per set).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub parallel: bool,
@@ -120,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             loose_giterminism: args.loose_giterminism,
             templates_dir: args.config_templates_dir.clone(),
         },
+        digest_mode: args.digest_mode.into(),
     };
     if args.render {
         let (_, rendered) = render_config(&tree, &request)?;
@@ -160,17 +185,17 @@ struct JsonStage<'a> {
 
 /// The JSON document: sets of image names, and each image × platform with its stages.
 pub fn render_json(plan: &ProjectPlan) -> anyhow::Result<String> {
+    let sets = werf_sets(&plan.sets, &plan.stage_images);
     let doc = JsonPlan {
-        sets: &plan.sets.sets,
-        images: plan
-            .images
-            .iter()
+        sets: &sets,
+        images: werf_images(&plan.images)
+            .into_iter()
             .map(|i| JsonImage {
-                name: &i.name,
+                name: i.name,
                 platform: i.platform.to_string(),
                 stages: i
                     .stages
-                    .iter()
+                    .into_iter()
                     .map(|s| JsonStage {
                         name: &s.name,
                         digest: s.digest.as_deref(),
@@ -197,7 +222,7 @@ pub fn render_text(plan: &ProjectPlan) -> String {
     let title = plan.sets.title();
     let _ = writeln!(out, "Project {}, commit {}", plan.project, plan.commit);
     let _ = writeln!(out, "┌ {title}");
-    for (i, set) in plan.sets.sets.iter().enumerate() {
+    for (i, set) in werf_sets(&plan.sets, &plan.stage_images).iter().enumerate() {
         if i > 0 {
             let _ = writeln!(out, "│");
         }
@@ -221,7 +246,13 @@ pub fn render_text(plan: &ProjectPlan) -> String {
             let _ = writeln!(out, "│ after {} ({relation})", image_label(dep));
         }
         let width = image.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        let split = plan.stage_images.contains_key(&image.name);
+        let mut werf_image: Option<&str> = None;
         for stage in &image.stages {
+            if split && stage.werf_image.as_deref() != werf_image {
+                werf_image = stage.werf_image.as_deref();
+                let _ = writeln!(out, "│ {}", image_label(werf_image.unwrap_or(&image.name)));
+            }
             let digest = stage.digest.as_deref().unwrap_or("pending");
             let _ = write!(out, "│ {:width$}  {digest}", stage.name);
             if let Some(instruction) = &stage.instruction {

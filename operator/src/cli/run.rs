@@ -111,6 +111,12 @@ pub struct Args {
     )]
     pub insecure_registries: Vec<String>,
 
+    /// Stage digest mode of ImageBuilds whose `spec.digestMode` is unset: `werf` (werf-
+    /// identical digests, stages shared with werf CLIs) or `strict` (see the werf
+    /// compatibility page).
+    #[arg(long, env = "KILN_DIGEST_MODE", value_enum, default_value = "werf")]
+    pub digest_mode: super::plan::DigestModeArg,
+
     /// Address of the metrics and health endpoint.
     #[arg(long, env = "KILN_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     pub metrics_address: SocketAddr,
@@ -311,6 +317,7 @@ async fn operate(args: Args) -> anyhow::Result<()> {
         builder: args.builder_defaults()?,
         lock_namespace: args.lock_namespace.clone(),
         insecure_registries: args.insecure_registries.clone(),
+        digest_mode: args.digest_mode.into(),
     };
     let lease = args.lease_config(
         std::env::var("POD_NAME").ok().as_deref(),

@@ -402,6 +402,18 @@ fn classify(
         return Ok((DocClass::Dockerfile(names), first_name));
     }
     if stapel_base.is_none() {
+        // A misspelled `dockerfile:` or `from:` is the likelier cause: name it first.
+        if let Some(key) = unknown_image_key(map) {
+            return Err(ctx.err(
+                Some(document),
+                image,
+                ctx.key_line(document, &key),
+                ConfigErrorKind::UnknownDirective {
+                    key,
+                    expected: String::new(),
+                },
+            ));
+        }
         let line = ctx
             .key_line(document, "image")
             .or_else(|| ctx.key_line(document, "artifact"));
@@ -413,6 +425,21 @@ fn classify(
         ));
     }
     Ok((DocClass::Stapel(names), first_name))
+}
+
+/// The first top-level key of an image document that neither a Dockerfile image nor a Stapel
+/// image defines (each key is tried alone against both, so only unknown keys fail as unknown).
+fn unknown_image_key(map: &serde_yaml_ng::Mapping) -> Option<String> {
+    let unknown = |e: serde_yaml_ng::Error| e.to_string().starts_with("unknown field");
+    map.iter().find_map(|(key, value)| {
+        let name = key.as_str()?;
+        let mut alone = serde_yaml_ng::Mapping::new();
+        alone.insert(key.clone(), value.clone());
+        let alone = Value::Mapping(alone);
+        let dockerfile = types::DockerfileImage::deserialize(&alone).err();
+        let stapel = types::StapelImage::deserialize(&alone).err();
+        (dockerfile.is_some_and(unknown) && stapel.is_some_and(unknown)).then(|| name.to_string())
+    })
 }
 
 /// The names an image document defines: `image` (string, list or null) or `artifact`;

@@ -35,6 +35,8 @@ pub struct Settings {
     pub lock_namespace: String,
     /// Registries (`host[:port]`) reached over plain HTTP (loopback ones always are).
     pub insecure_registries: Vec<String>,
+    /// Stage digest mode of builds whose spec sets none (`--digest-mode`).
+    pub digest_mode: crate::digest::DigestMode,
 }
 
 /// Everything a reconcile needs, shared by all reconciles.

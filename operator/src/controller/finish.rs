@@ -10,10 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kiln_crds::ImageBuild;
 use kiln_crds::ImageBuildStatus;
 use kiln_crds::job::BuildResult;
-use kiln_crds::report::{
-    BACKEND_BUILDAH, BuildReport, CONFIG_TYPE_DOCKERFILE, CONFIG_TYPE_STAGED, CONFIG_TYPE_STAPEL,
-    ImageRecord, RuntimeInfo, StageRecord,
-};
+use kiln_crds::report::{BACKEND_BUILDAH, BuildReport, ImageRecord, RuntimeInfo};
 use kiln_crds::status::{
     REPORT_CONFIGMAP_ENV_KEY, REPORT_CONFIGMAP_JSON_KEY, image_summaries, rebuilt_stage_count,
     report_fits_in_status,
@@ -26,8 +23,11 @@ use super::context::{Context, MANAGER};
 use super::error::Error;
 use super::observe::lookup_unit;
 use crate::config::WerfConfig;
-use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan};
+use crate::plan::project::{ImagePlan, ProjectPlan};
 use crate::pods::{PodOutcome, pod_outcome};
+use crate::report::{
+    final_image_names, image_names, manifest_list_digest, multi_platform_record, platform_record,
+};
 use crate::storage::{Freshness, StageDescription, StageDigest, StageId, StagesStorage, publish};
 use crate::tags::validate_custom_tags;
 
@@ -71,82 +71,6 @@ async fn built_by_us(ib: &ImageBuild, ctx: &Context) -> Result<HashMap<String, f
     Ok(built)
 }
 
-fn config_type(kind: ImageBuildKind) -> &'static str {
-    match kind {
-        ImageBuildKind::Dockerfile => CONFIG_TYPE_DOCKERFILE,
-        ImageBuildKind::StagedDockerfile => CONFIG_TYPE_STAGED,
-        ImageBuildKind::Stapel => CONFIG_TYPE_STAPEL,
-    }
-}
-
-fn seconds(s: f64) -> String {
-    format!("{s:.2}")
-}
-
-/// The report record of one image × platform from its stage descriptions.
-fn platform_record(
-    unit: &ImagePlan,
-    plan: &ProjectPlan,
-    stages: &[StageDescription],
-    built: &HashMap<String, f64>,
-) -> ImageRecord {
-    let mut total = 0.0;
-    let records: Vec<StageRecord> = unit
-        .stages
-        .iter()
-        .zip(stages)
-        .map(|(stage, desc)| {
-            let tag = desc.stage_id.tag();
-            let rebuilt = built.get(&tag);
-            total += rebuilt.copied().unwrap_or(0.0);
-            StageRecord {
-                name: stage.name.clone(),
-                docker_image_name: desc.image_name(),
-                docker_tag: tag,
-                docker_image_id: desc.image_id().unwrap_or_default().to_owned(),
-                docker_image_digest: desc.manifest_digest.clone(),
-                created_at: i64::try_from(desc.stage_id.creation_ts_ms())
-                    .unwrap_or(i64::MAX / 1_000_000)
-                    .saturating_mul(1_000_000),
-                size: desc
-                    .size()
-                    .map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX)),
-                source_type: String::new(),
-                base_image_pulled: false,
-                rebuilt: rebuilt.is_some(),
-                build_time: seconds(rebuilt.copied().unwrap_or(0.0)),
-                commit: plan.commit.clone(),
-            }
-        })
-        .collect();
-    let last = stages.last().expect("an image has at least one stage");
-    ImageRecord {
-        werf_image_name: unit.name.clone(),
-        config_type: config_type(unit.kind).to_owned(),
-        docker_repo: last.repo.to_string(),
-        docker_tag: last.stage_id.tag(),
-        docker_image_id: last.image_id().unwrap_or_default().to_owned(),
-        docker_image_digest: last.manifest_digest.clone(),
-        docker_image_name: last.image_name(),
-        target_platform: unit.platform.to_string(),
-        rebuilt: records.iter().any(|r| r.rebuilt),
-        r#final: unit.is_final,
-        size: last
-            .size()
-            .map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX)),
-        build_time: seconds(total),
-        commit: plan.commit.clone(),
-        stages: Some(records),
-    }
-}
-
-/// The manifest list digest of a multi-platform image (reference §10): SHA3-224 over the
-/// per-platform final stage IDs ordered by platform name.
-pub fn manifest_list_digest(by_platform: &BTreeMap<String, String>) -> String {
-    let ids: Vec<&str> = by_platform.values().map(String::as_str).collect();
-    crate::digest::sha3_224_hex(&ids)
-}
-
 /// Publishes and reports (see the module docs).
 ///
 /// Errors: a custom tag template is invalid, a registry refuses, a stage vanished.
@@ -159,16 +83,7 @@ pub async fn publish(
     storage: &StagesStorage,
 ) -> Result<FinishOutcome, Error> {
     let built = built_by_us(ib, ctx).await?;
-    let final_images: Vec<&str> = {
-        let mut v: Vec<&str> = plan
-            .images
-            .iter()
-            .filter(|u| u.is_final)
-            .map(|u| u.name.as_str())
-            .collect();
-        v.dedup();
-        v
-    };
+    let final_images = final_image_names(plan);
     let templates = validate_custom_tags(&ib.spec.custom_tags, &final_images)
         .map_err(|e| Error::CustomTag(e.to_string()))?;
     let mut report = BuildReport {
@@ -179,8 +94,7 @@ pub async fn publish(
         ..BuildReport::default()
     };
     let mut custom_tags = BTreeMap::new();
-    let mut names: Vec<&str> = plan.images.iter().map(|u| u.name.as_str()).collect();
-    names.dedup();
+    let names = image_names(plan);
     let mut reused = 0usize;
     for name in names {
         let units: Vec<&ImagePlan> = plan.images.iter().filter(|u| u.name == name).collect();
@@ -228,44 +142,22 @@ pub async fn publish(
                 })?;
             let stage_id = StageId::multi_platform(digest);
             let repo = storage.repos().repo.to_string();
-            let mut stages = Vec::new();
-            for (platform, (r, _)) in &records {
-                for mut s in r.stages.clone().unwrap_or_default() {
-                    s.name = format!("{} ({platform})", s.name);
-                    stages.push(s);
-                }
-            }
-            let build_time: f64 = records
-                .values()
-                .map(|(r, _)| r.build_time.parse::<f64>().unwrap_or(0.0))
-                .sum();
-            let record = ImageRecord {
-                werf_image_name: name.to_owned(),
-                config_type: records
-                    .values()
-                    .next()
-                    .map(|(r, _)| r.config_type.clone())
-                    .unwrap_or_default(),
-                docker_repo: repo.clone(),
-                docker_tag: stage_id.tag(),
-                docker_image_id: list_digest.clone(),
-                docker_image_digest: list_digest,
-                docker_image_name: format!("{repo}:{}", stage_id.tag()),
-                target_platform: String::new(),
-                rebuilt: records.values().any(|(r, _)| r.rebuilt),
-                r#final: is_final,
-                size: records.values().map(|(r, _)| r.size).sum(),
-                build_time: seconds(build_time),
-                commit: plan.commit.clone(),
-                stages: Some(stages),
-            };
-            report.images_by_platform.insert(
-                name.to_owned(),
-                records
-                    .iter()
-                    .map(|(p, (r, _))| (p.clone(), r.clone()))
-                    .collect(),
+            let by_platform: BTreeMap<String, ImageRecord> = records
+                .iter()
+                .map(|(p, (r, _))| (p.clone(), r.clone()))
+                .collect();
+            let record = multi_platform_record(
+                name,
+                &by_platform,
+                &repo,
+                &stage_id.tag(),
+                &list_digest,
+                is_final,
+                &plan.commit,
             );
+            report
+                .images_by_platform
+                .insert(name.to_owned(), by_platform);
             (record, stage_id)
         };
         let mut target_repo = storage.repos().repo.clone();

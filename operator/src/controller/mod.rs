@@ -10,12 +10,13 @@
 //! | dereference: git Secret, revision → commit in the source mirror | [`source`] | I/O |
 //! | plan the pinned commit (cached per build generation in [`cache`]) | [`planning`] | I/O (git) |
 //! | build-time facts: base-image environments, stage image names, dependency build args | [`staged`], [`base_image`] | I/O (registry) |
-//! | observe own pods and stages, [`decide::decide`], act: locks, re-check, pod | [`building`] | I/O around a pure core |
+//! | one pass per image × platform: [`observe`] (own pod, stages found), [`decide::decide`], [`act`] (locks, re-check, pod), orchestrated by [`building`] | [`observe`], [`decide`], [`act`], [`building`] | reads / **pure** / writes |
 //! | the builder job of a planned image × platform, the one dispatch on image kind | [`job`] (+ [`staged`], [`stapel`], [`secrets`]) | pure |
-//! | publish: manifest lists, final repo, custom tags, report | [`finish`] | I/O |
+//! | publish: manifest lists, final repo, custom tags; the report assembled by [`crate::report`] | [`finish`] | I/O around a pure builder |
 //! | the next status, written with server-side apply | [`status`], [`children`] | pure / I/O |
 //!
-//! State lives in the ImageBuild's status, the registry and the owned pods, never only in
+//! The stage leases this process holds have one owner, [`leases::LeaseKeeper`]. State lives
+//! in the ImageBuild's status, the registry and the owned pods, never only in
 //! memory ([`leases`] and [`cache`] are optimisations): every reconcile recomputes what it
 //! needs from them, so the operator can be killed at any point.
 //!
@@ -137,7 +138,7 @@ async fn apply(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> 
         .await;
     }
     // The validate step: the spec parsed once; later steps read the typed request.
-    let request = match BuildRequest::from_spec(&ib.spec) {
+    let request = match BuildRequest::from_spec_with(&ib.spec, ctx.settings.digest_mode) {
         Ok(request) => request,
         Err(e) => return fail(&ib, &ctx, e).await,
     };

@@ -25,6 +25,8 @@ use crate::source::GitTree;
 /// `spec.config.inline` (its Dockerfiles and files still come from the commit).
 ///
 /// werf.yaml is rendered with `spec.configRendering` ([`super::config_rendering`]).
+/// Stage digests are computed in the request's digest mode (`spec.digestMode`, else the
+/// operator's).
 ///
 /// Errors: [`Error::InvalidSpec`] for a bad `spec.config`, [`Error::InvalidPlatform`],
 /// [`Error::TemplateEnvNotFound`], [`Error::Plan`] (template errors are
@@ -51,6 +53,7 @@ pub async fn plan(
         _ => PlannerStaged::V2,
     };
     let parallel = request.parallel;
+    let digest_mode = request.digest_mode;
     let mirror = mirror.to_owned();
     let commit = commit.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -64,6 +67,7 @@ pub async fn plan(
             staged_dockerfile_version: staged,
             parallel,
             render,
+            digest_mode,
         };
         plan_project(&tree, &request).map_err(Error::Plan)
     })
@@ -71,10 +75,13 @@ pub async fn plan(
     .map_err(|e| Error::Internal(format!("planning task: {e}")))?
 }
 
-/// The plan as the status shows it.
+/// The plan as the status shows it: werf's build sets, where the Dockerfile stages a staged
+/// image needs are images `<image>/stage/<name>` in the sets before it
+/// ([`crate::plan::stage_images::werf_sets`]). The controller builds those stages first, in
+/// their image's turn.
 pub fn plan_status(plan: &ProjectPlan) -> BuildPlanStatus {
     BuildPlanStatus {
-        sets: plan.sets.sets.clone(),
+        sets: crate::plan::stage_images::werf_sets(&plan.sets, &plan.stage_images),
     }
 }
 

@@ -12,7 +12,7 @@ use kiln_crds::job::NetworkMode;
 use kiln_crds::werf::{Platform, RegistryMirror};
 
 use super::error::Error;
-use crate::digest::StagedMode;
+use crate::digest::{DigestMode, StagedMode};
 use crate::plan::ParallelOptions;
 use crate::storage::{RepoRef, StorageRepos};
 
@@ -35,6 +35,8 @@ pub struct BuildRequest {
     pub parallel: ParallelOptions,
     /// At most this many builder pods at once per set; `None` for no limit.
     pub parallel_limit: Option<usize>,
+    /// Stage digest mode: `spec.digestMode`, else the operator's `--digest-mode`.
+    pub digest_mode: DigestMode,
 }
 
 impl BuildRequest {
@@ -45,6 +47,14 @@ impl BuildRequest {
     /// `timeout`...), [`Error::InvalidPlatform`] naming the platform, [`Error::Storage`]
     /// with `InvalidRepo` naming the repo field.
     pub fn from_spec(spec: &ImageBuildSpec) -> Result<BuildRequest, Error> {
+        BuildRequest::from_spec_with(spec, DigestMode::Werf)
+    }
+
+    /// [`BuildRequest::from_spec`] with the operator's digest mode for a spec that sets none.
+    pub fn from_spec_with(
+        spec: &ImageBuildSpec,
+        default_digest_mode: DigestMode,
+    ) -> Result<BuildRequest, Error> {
         spec.validate().map_err(Error::InvalidSpec)?;
         let platforms = spec
             .platforms
@@ -103,6 +113,7 @@ impl BuildRequest {
                 tasks_limit: i64::from(spec.parallel_tasks_limit),
             },
             parallel_limit: spec.effective_parallel_limit(),
+            digest_mode: spec.digest_mode.unwrap_or(default_digest_mode),
         })
     }
 }

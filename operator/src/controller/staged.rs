@@ -81,7 +81,7 @@ impl StagedUnits {
     }
 }
 
-/// What [`super::building::build_job`] needs for a staged image: the resolved stages and
+/// What [`super::job::build_job`] needs for a staged image: the resolved stages and
 /// the stages storage's answer for each stage of the image × platform.
 #[derive(Debug, Clone, Copy)]
 pub struct StagedLookup<'a> {
@@ -169,6 +169,7 @@ struct UnitInput {
     cache_version: Option<String>,
     mode: StagedMode,
     platform: String,
+    digest_mode: crate::digest::DigestMode,
 }
 
 impl UnitInput {
@@ -187,6 +188,7 @@ impl UnitInput {
             cache_version: self.cache_version.as_deref(),
             staged: self.mode,
             platform: &self.platform,
+            digest_mode: self.digest_mode,
         };
         let recording = Recording {
             facts,
@@ -208,7 +210,7 @@ impl UnitInput {
 /// from the published dependency; returns how each staged stage is built and the dependency
 /// build args of each image × platform.
 ///
-/// An image whose dependency is not published yet is *deferred* ([`StagedUnits::deferred`]):
+/// An image whose dependency is not published yet is *deferred* ([`StagedUnits::deferred_on`]):
 /// the build set order builds the dependency first, and a later reconcile resolves it.
 ///
 /// Errors: [`Error::Storage`] when a base image's config cannot be read from any of its
@@ -230,6 +232,7 @@ pub async fn resolve(
         images,
         config,
         commit,
+        digest_mode,
         ..
     } = plan;
     for index in 0..images.len() {
@@ -272,6 +275,7 @@ pub async fn resolve(
             cache_version: config.effective_cache_version(image).map(str::to_owned),
             mode,
             platform: unit.platform.to_string(),
+            digest_mode: *digest_mode,
         };
         let stages = resolve_unit(ib, storage, &input, envs).await?;
         images[index].stages = resolved_stage_plans(&stages);
@@ -400,6 +404,7 @@ fn resolved_stage_plans(stages: &[PlannedStage]) -> Vec<StagePlan> {
                 Vec::new()
             },
             built_by: None,
+            werf_image: s.werf_image.clone(),
         })
         .collect()
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{DigestError, sha256_hex};
+use super::{DigestError, DigestMode, sha256_hex};
 use crate::dockerfile::dockerignore::DockerIgnore;
 use crate::source::path_matcher::{
     BasePathMatcher, DockerignoreMatcher, IncludeMatcher, MultiMatcher, PathMatcher, TrueMatcher,
@@ -135,19 +135,24 @@ impl<'a> BuildContext<'a> {
     }
 
     /// werf's files checksum of COPY/ADD sources (already expanded): SHA-256 hex of the
-    /// ls-tree checksum of the context entries the sources select and `.dockerignore` keeps;
-    /// combined with the `contextAddFiles` checksum when that is non-empty. No sources (a
-    /// heredoc-only COPY) selects the whole context, as in werf.
-    pub fn files_checksum(&self, sources: &[String]) -> Result<String, DigestError> {
+    /// ls-tree checksum (in `mode`, see [`crate::source::ls_tree`]) of the context entries the
+    /// sources select and `.dockerignore` keeps; combined with the `contextAddFiles` checksum
+    /// when that is non-empty. No sources (a heredoc-only COPY) selects the whole context, as
+    /// in werf.
+    pub fn files_checksum(
+        &self,
+        sources: &[String],
+        mode: DigestMode,
+    ) -> Result<String, DigestError> {
         let globs: Vec<String> = sources.iter().map(|s| normalize_source(s)).collect();
         let matcher = MultiMatcher::new(vec![self.ignore_matcher(), self.include_matcher(&globs)]);
         let ls = self
             .tree
-            .ls_tree_checksum(&self.context, &matcher)
+            .ls_tree_checksum(&self.context, &matcher, mode)
             .map_err(|e| self.source_err(e))?;
         let mut sum = sha256_hex(&[&ls]);
         if !self.context_add_files.is_empty() {
-            let add = self.context_add_checksum(&globs)?;
+            let add = self.context_add_checksum(&globs, mode)?;
             if !add.is_empty() {
                 sum = sha256_hex(&[&sum, &add]);
             }
@@ -202,9 +207,13 @@ impl<'a> BuildContext<'a> {
 
     /// werf's `ContextAddFilesChecksum`: SHA-256 over each `contextAddFiles` file (read from the
     /// work tree, directories walked in lexical order) that the globs select: its repo-relative
-    /// path, its bytes, and (Kiln only) a NUL byte and its permission bits in octal. `""` when no
-    /// file is selected.
-    fn context_add_checksum(&self, globs: &[String]) -> Result<String, DigestError> {
+    /// path and its bytes (strict mode: then a NUL byte and its permission bits in octal). `""`
+    /// when no file is selected.
+    fn context_add_checksum(
+        &self,
+        globs: &[String],
+        mode: DigestMode,
+    ) -> Result<String, DigestError> {
         let Some(workdir) = self.tree.workdir() else {
             return Err(DigestError::ContextAddFiles {
                 image: self.image.clone(),
@@ -253,8 +262,10 @@ impl<'a> BuildContext<'a> {
                 message: format!("{rel}: {e}"),
             })?;
             h.update(&bytes);
-            use std::os::unix::fs::PermissionsExt;
-            h.update(format!("\0{:o}", meta.permissions().mode() & 0o7777).as_bytes());
+            if mode == DigestMode::Strict {
+                use std::os::unix::fs::PermissionsExt;
+                h.update(format!("\0{:o}", meta.permissions().mode() & 0o7777).as_bytes());
+            }
         }
         Ok(crate::source::ls_tree::hex_lower(&h.finalize()))
     }

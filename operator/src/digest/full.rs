@@ -22,14 +22,16 @@
 //!   `RUN --mount=from=<stage|index>` append the referenced stage's list;
 //! - only the target stage's list is used, followed by the cache version when set.
 //!
-//! Kiln appends, per instruction, what werf leaves out although it changes the image
-//! (`docs/werf-compatibility.md`): each heredoc body, and the instruction text as written when
-//! werf's quote removal loses word boundaries.
+//! Strict mode ([`super::DigestMode::Strict`]) also hashes what werf leaves out although it
+//! changes the image (`docs/werf-compatibility.md`): per instruction, each heredoc body and
+//! the instruction text as written when werf's quote removal loses word boundaries; file modes
+//! and paths in the files checksum; and a `FROM ${ARG}` that names a stage after expansion
+//! propagates that stage's list (werf compares the `FROM` text as written with stage names).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::context::BuildContext;
-use super::{DigestError, DockerfileImageInput, Loaded, platform};
+use super::{DigestError, DigestMode, DockerfileImageInput, Loaded, platform};
 use crate::dockerfile::shell::{self, Env};
 use crate::dockerfile::{Args, Dockerfile, Instruction};
 
@@ -88,7 +90,7 @@ pub(crate) fn quoting_significant(text: &str) -> bool {
     false
 }
 
-/// Kiln's extra inputs for an instruction (see the module docs).
+/// Strict mode's extra inputs for an instruction (see the module docs).
 pub(crate) fn kiln_extras(ins: &Instruction, processed_whole_text: bool) -> Vec<String> {
     let mut out = Vec::new();
     if processed_whole_text && quoting_significant(&ins.original) {
@@ -192,7 +194,7 @@ impl Computer<'_, '_> {
             resolved.push(expand(self.input, self.df(), ins.line, s, vars)?);
         }
         self.ctx().check_sources_exist(&resolved, ins.line)?;
-        self.ctx().files_checksum(&resolved)
+        self.ctx().files_checksum(&resolved, self.input.digest_mode)
     }
 
     /// The dependency strings of one instruction and its ONBUILD inputs (werf's
@@ -286,7 +288,9 @@ impl Computer<'_, '_> {
                 whole_text = true;
             }
         }
-        deps.extend(kiln_extras(ins, whole_text));
+        if self.input.digest_mode == DigestMode::Strict {
+            deps.extend(kiln_extras(ins, whole_text));
+        }
         Ok((deps, onbuild_deps))
     }
 
@@ -338,7 +342,12 @@ pub(crate) fn is_heredoc_source(s: &str) -> bool {
 
 /// werf's stage relations for propagation: `FROM` by raw base == stage name (`from_stages`),
 /// and `COPY --from` / `RUN --mount from=` after name → index resolution (`copy_stages`).
-pub(crate) fn werf_relations(df: &Dockerfile) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
+/// `expanded_bases` (strict mode): each stage's base after meta-arg expansion, compared too, so
+/// that `FROM ${ARG}` naming a stage propagates it.
+pub(crate) fn werf_relations(
+    df: &Dockerfile,
+    expanded_bases: Option<&[String]>,
+) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
     let n = df.stages.len();
     let mut name_to_index: BTreeMap<String, usize> = BTreeMap::new();
     for s in &df.stages {
@@ -359,7 +368,11 @@ pub(crate) fn werf_relations(df: &Dockerfile) -> (Vec<Vec<usize>>, Vec<Vec<usize
     let mut copy_stages = vec![Vec::new(); n];
     for (i, s) in df.stages.iter().enumerate() {
         for (j, r) in df.stages.iter().enumerate() {
-            if i != j && s.base_name == r.name.as_deref().unwrap_or("") {
+            let name = r.name.as_deref().unwrap_or("");
+            let expanded = expanded_bases
+                .and_then(|b| b.get(i))
+                .is_some_and(|b| r.name.is_some() && b.to_ascii_lowercase() == name);
+            if i != j && (s.base_name == name || (expanded && j < i)) {
                 from_stages[i].push(j);
             }
         }
@@ -396,7 +409,16 @@ pub(crate) fn dependency_list(
         input,
         meta,
     };
-    let (from_stages, copy_stages) = werf_relations(df);
+    let expanded_bases: Option<Vec<String>> = match input.digest_mode {
+        DigestMode::Werf => None,
+        DigestMode::Strict => Some(
+            df.stages
+                .iter()
+                .map(|s| expand_lenient(&s.base_name, &c.meta))
+                .collect(),
+        ),
+    };
+    let (from_stages, copy_stages) = werf_relations(df, expanded_bases.as_deref());
     // Only stages that reach the target's list are computed (werf computes all; the others
     // cannot change the digest, and BuildKit does not build them either).
     let mut needed = BTreeSet::from([loaded.target]);

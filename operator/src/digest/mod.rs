@@ -3,15 +3,18 @@
 //!
 //! A stage digest is SHA3-224 (56 lowercase hex) over the `:::`-joined parts
 //! 1. the target platform, only when it is not `linux/amd64`;
-//! 2. the salt `"1.2"`;
-//! 3. the stage name (`dockerfile`; staged: `FROM`, `run`, `copy`, ...);
+//! 2. the salt: werf's `"1.2"`, or [`STRICT_SALT`] in [`DigestMode::Strict`];
+//! 3. the stage name (`dockerfile`; staged: `FROM`, or the instruction keyword as written in the
+//!    Dockerfile: `RUN`, `copy`, `Expose`, ...);
 //! 4. the stage's dependencies string (a SHA-256 hex of its inputs, see [`full`], [`staged`]);
 //! 5. for a stage after another: the previous stage's digest and its next-stage dependencies
 //!    (always `""` for Dockerfile stages);
 //! 6. staged v1 only, on the first stage of each Dockerfile stage: the base image reference.
 //!
-//! Kiln deviations from werf (inputs werf leaves out although they change the image) are listed
-//! in `docs/werf-compatibility.md`.
+//! [`DigestMode::Werf`] (the default) reproduces werf byte for byte. [`DigestMode::Strict`]
+//! also hashes the inputs werf leaves out although they change the image (listed in
+//! `docs/werf-compatibility.md`) and uses its own salt, so that a strict digest never equals a
+//! werf one and the two modes never share a stage.
 
 pub mod context;
 pub mod full;
@@ -26,9 +29,14 @@ use sha2::{Digest as _, Sha256};
 use crate::dockerfile::{Dockerfile, DockerfileError};
 use crate::source::{GitTree, SourceError, clean_repo_path, join_path};
 
-/// werf's stage digest version salt, formula and SHA3-224 hash: the shared werf model
-/// ([`kiln_crds::werf::digest`]), so that the builder's content digests use the same rule.
-pub use kiln_crds::werf::digest::{BUILD_CACHE_VERSION, sha3_224_hex, stage_digest};
+pub use kiln_crds::imagebuild::DigestMode;
+
+/// werf's stage digest version salt, formula and SHA3-224 hash, and the strict mode's salt:
+/// the shared werf model ([`kiln_crds::werf::digest`]), so that the builder's content digests
+/// use the same rule.
+pub use kiln_crds::werf::digest::{
+    BUILD_CACHE_VERSION, STRICT_SALT, digest_salt, sha3_224_hex, stage_digest, stage_digest_in,
+};
 
 /// werf's `Sha256Hash`: SHA-256 hex (64 chars) over the `:::`-joined parts.
 pub fn sha256_hex(parts: &[&str]) -> String {
@@ -73,12 +81,14 @@ pub struct DockerfileImageInput<'a> {
     pub staged: StagedMode,
     /// Target platform, e.g. `linux/amd64`.
     pub platform: &'a str,
+    /// werf-identical or strict digests.
+    pub digest_mode: DigestMode,
 }
 
 /// One stage of an image, in build order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedStage {
-    /// werf stage name: `dockerfile`; staged: `FROM`, `run`, `copy`, ...
+    /// werf stage name: `dockerfile`; staged: `FROM` or the keyword as written (`RUN`, `copy`)
     pub name: String,
     /// Stage digest: 56 lowercase hex (SHA3-224).
     pub digest: String,
@@ -288,7 +298,14 @@ pub fn dockerfile_image_stages(
             let platform = loaded.platform.to_string();
             Ok(vec![PlannedStage {
                 name: "dockerfile".to_string(),
-                digest: stage_digest(&platform, "dockerfile", &deps, None, None),
+                digest: stage_digest_in(
+                    input.digest_mode,
+                    &platform,
+                    "dockerfile",
+                    &deps,
+                    None,
+                    None,
+                ),
                 instruction: None,
                 dockerfile_stage: None,
                 werf_image: None,

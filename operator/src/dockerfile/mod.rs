@@ -255,9 +255,15 @@ pub struct Instruction {
 }
 
 impl Instruction {
-    /// The lower-case instruction name werf uses as a staged stage name (`run`, `copy`, ...).
+    /// The staged stage name werf uses: the keyword as written in the Dockerfile (BuildKit's
+    /// `node.Value`: `RUN` in an upper-case Dockerfile, `run` or `Expose` where written so).
     pub fn stage_name(&self) -> String {
-        self.keyword.to_ascii_lowercase()
+        self.original
+            .split_whitespace()
+            .next()
+            .filter(|w| w.eq_ignore_ascii_case(&self.keyword))
+            .unwrap_or(&self.keyword)
+            .to_string()
     }
 }
 

@@ -6,6 +6,7 @@ mod cycle;
 mod graph;
 pub mod project;
 mod shared;
+pub mod stage_images;
 
 pub use cycle::find_cycle;
 pub use graph::{DockerfileTarget, Edge, ImageGraph, ImageNode, Relation};

@@ -16,10 +16,13 @@ use super::{
 };
 use crate::config::render::{CommitInfo, RenderContext};
 use crate::config::{ConfigError, ImageConfig, ImageKind, Platform, StapelImage, WerfConfig};
+use crate::digest::staged::StagedInputs;
 use crate::digest::stapel::{
     Known, Offline, StapelBase, StapelImageInput, StapelInputs, content_digest, stapel_image_stages,
 };
-use crate::digest::{DigestError, DockerfileImageInput, StagedMode, dockerfile_image_stages};
+use crate::digest::{
+    DigestError, DigestMode, DockerfileImageInput, StagedMode, dockerfile_image_stages_with,
+};
 use crate::dockerfile::{Dockerfile, DockerfileError};
 use crate::source::{GitTree, SourceError, clean_repo_path};
 
@@ -53,6 +56,8 @@ pub struct PlanRequest<'a> {
     /// What werf.yaml templates see from outside the commit (`env` values, `.Env`,
     /// giterminism, templates directory).
     pub render: RenderContext,
+    /// werf-identical or strict stage digests.
+    pub digest_mode: DigestMode,
 }
 
 impl Default for PlanRequest<'_> {
@@ -65,6 +70,7 @@ impl Default for PlanRequest<'_> {
             staged_dockerfile_version: StagedDockerfileVersion::V1,
             parallel: ParallelOptions::default(),
             render: RenderContext::default(),
+            digest_mode: DigestMode::Werf,
         }
     }
 }
@@ -89,6 +95,12 @@ pub struct ProjectPlan {
     /// Each planned image × platform, in build order (set by set, werf.yaml order inside a
     /// set, platforms in their configured order).
     pub images: Vec<ImagePlan>,
+    /// The digest mode the stage digests were computed in.
+    pub digest_mode: DigestMode,
+    /// Staged Dockerfile images that need other Dockerfile stages: werf.yaml image name →
+    /// its werf images (`<image>/stage/<name>` ..., the image last) with their build levels
+    /// (see [`crate::digest::staged::stage_images`]).
+    pub stage_images: BTreeMap<String, Vec<(String, usize)>>,
 }
 
 /// How an image is built.
@@ -140,6 +152,10 @@ pub struct StagePlan {
     /// When another image × platform earlier in build order builds this same stage (same
     /// digest): its image name and platform. The stage is planned once.
     pub built_by: Option<(String, Platform)>,
+    /// Staged Dockerfile stages: the werf image the stage belongs to, the image itself for its
+    /// target Dockerfile stage, `<image>/stage/<name>` for a stage it needs (see
+    /// [`super::stage_images`]). `None` for other kinds of image.
+    pub werf_image: Option<String>,
 }
 
 /// Errors planning a project; each names the file, image or revision concerned.
@@ -205,6 +221,31 @@ pub fn plan_project(
     plan_project_with(tree, request, &Offline)
 }
 
+/// Values of dependency imports (`dependencies[].imports[]`) known once the dependency is built.
+pub trait ImportValues {
+    /// The value of import `kind` (`ImageName`, `ImageRepo`, `ImageTag`, `ImageID`) of werf
+    /// image `image`; `None` while it is not built.
+    fn import_value(&self, image: &str, kind: &str) -> Option<String>;
+}
+
+/// No import is known yet.
+pub struct NoImports;
+
+impl ImportValues for NoImports {
+    fn import_value(&self, _: &str, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Build-time facts of Dockerfile images: what a staged stage needs from registries (base
+/// image environments, built stage image names) and the dependency import values.
+pub struct DockerfileFacts<'a> {
+    /// Facts for staged stages.
+    pub staged: &'a dyn StagedInputs,
+    /// Dependency import values.
+    pub imports: &'a dyn ImportValues,
+}
+
 /// [`plan_project`] with build-time facts about Stapel git stages (the commits recorded in the
 /// stage images the stages storage holds), so that stages after them are exact instead of
 /// provisional; see [`crate::digest::stapel`].
@@ -213,11 +254,26 @@ pub fn plan_project_with(
     request: &PlanRequest<'_>,
     stapel_inputs: &dyn StapelInputs,
 ) -> Result<ProjectPlan, ProjectPlanError> {
+    let facts = DockerfileFacts {
+        staged: &crate::digest::staged::Offline,
+        imports: &NoImports,
+    };
+    plan_project_with_facts(tree, request, stapel_inputs, &facts)
+}
+
+/// [`plan_project_with`] with build-time facts of Dockerfile images too: a stage that needs
+/// them gets its exact digest instead of a provisional or pending one.
+pub fn plan_project_with_facts(
+    tree: &GitTree,
+    request: &PlanRequest<'_>,
+    stapel_inputs: &dyn StapelInputs,
+    facts: &DockerfileFacts<'_>,
+) -> Result<ProjectPlan, ProjectPlanError> {
     cache_large_trees();
     let (file, text) = config_text(tree, request)?;
     let commit = commit_info(tree);
     let (config, _) = WerfConfig::load(&file, &text, tree, &commit, &request.render)?;
-    let targets = dockerfile_targets(tree, &config)?;
+    let (targets, stage_images) = dockerfile_targets(tree, &config)?;
     let graph = ImageGraph::from_config(&config, &targets)?;
     let sets = build_sets(&graph, request.images, request.parallel)?;
 
@@ -266,13 +322,18 @@ pub fn plan_project_with(
                         cache_version: config.effective_cache_version(image),
                         staged: mode,
                         platform: &platform_text,
+                        digest_mode: request.digest_mode,
                     };
-                    let stages = dockerfile_stages(tree, image, &input)?;
+                    let stages = dockerfile_stages(tree, image, &input, facts)?;
                     (kind, stages)
                 }
                 ImageKind::Stapel(s) => {
-                    let (stages, last) =
-                        stapel_stages(tree, &config, image, s, &platform, &content, stapel_inputs)?;
+                    let cx = StapelContext {
+                        content: &content,
+                        inputs: stapel_inputs,
+                        digest_mode: request.digest_mode,
+                    };
+                    let (stages, last) = stapel_stages(tree, &config, image, s, &platform, &cx)?;
                     content.insert((image.name.clone(), platform.clone()), last);
                     (ImageBuildKind::Stapel, stages)
                 }
@@ -302,6 +363,8 @@ pub fn plan_project_with(
         config,
         sets,
         images,
+        digest_mode: request.digest_mode,
+        stage_images,
     })
 }
 
@@ -376,11 +439,16 @@ fn config_text(
     Ok((path.to_string(), text))
 }
 
-/// Parses each Dockerfile once and describes every Dockerfile image's target for the DAG.
+/// Werf images of staged images, see [`ProjectPlan::stage_images`].
+type StageImages = BTreeMap<String, Vec<(String, usize)>>;
+
+/// Parses each Dockerfile once and describes every Dockerfile image's target for the DAG, and
+/// the werf images of each staged image that needs other Dockerfile stages.
 fn dockerfile_targets(
     tree: &GitTree,
     config: &WerfConfig,
-) -> Result<Vec<DockerfileTarget>, ProjectPlanError> {
+) -> Result<(Vec<DockerfileTarget>, StageImages), ProjectPlanError> {
+    let mut stage_images = StageImages::new();
     let mut parsed: HashMap<String, Dockerfile> = HashMap::new();
     let mut targets = Vec::new();
     for (index, image) in config.images.iter().enumerate() {
@@ -413,6 +481,12 @@ fn dockerfile_targets(
                 image: image.name.clone(),
                 source,
             })?;
+        if config.effective_staged(image) {
+            let split = crate::digest::staged::stage_images(dockerfile, &image.name, target);
+            if split.len() > 1 {
+                stage_images.insert(image.name.clone(), split);
+            }
+        }
         // Stages only refer to earlier stages, so names up to the target cover every need.
         let stage_names = (0..=target)
             .map(|i| dockerfile.stage_name(i).map(str::to_string))
@@ -426,15 +500,16 @@ fn dockerfile_targets(
             stage_names,
         });
     }
-    Ok(targets)
+    Ok((targets, stage_images))
 }
 
-/// Stages of one Dockerfile image × platform; with dependency imports, digests that depend on
-/// the not-yet-known values are left pending.
+/// Stages of one Dockerfile image × platform; with dependency imports whose values `facts`
+/// does not know, digests that depend on them are left pending.
 fn dockerfile_stages(
     tree: &GitTree,
     image: &crate::config::ImageConfig,
     base: &DockerfileImageInput<'_>,
+    facts: &DockerfileFacts<'_>,
 ) -> Result<Vec<StagePlan>, ProjectPlanError> {
     let imports: Vec<(String, String, String)> = image
         .dependencies()
@@ -454,24 +529,36 @@ fn dockerfile_stages(
             .map(|(arg, dep, kind)| (arg.clone(), format!("kiln-pending-{salt}-{dep}-{kind}")))
             .collect()
     };
-    let first_args = stand_ins("a");
-    let first = dockerfile_image_stages(
+    let known: Option<BTreeMap<String, String>> = imports
+        .iter()
+        .map(|(arg, dep, kind)| {
+            facts
+                .imports
+                .import_value(dep, kind)
+                .map(|v| (arg.clone(), v))
+        })
+        .collect();
+    let all_known = known.is_some();
+    let first_args = known.unwrap_or_else(|| stand_ins("a"));
+    let first = dockerfile_image_stages_with(
         tree,
         &DockerfileImageInput {
             dependency_args: &first_args,
             ..base.clone()
         },
+        facts.staged,
     )?;
-    let pending: Vec<bool> = if imports.is_empty() {
+    let pending: Vec<bool> = if imports.is_empty() || all_known {
         vec![false; first.len()]
     } else {
         let second_args = stand_ins("b");
-        let second = dockerfile_image_stages(
+        let second = dockerfile_image_stages_with(
             tree,
             &DockerfileImageInput {
                 dependency_args: &second_args,
                 ..base.clone()
             },
+            facts.staged,
         )?;
         first
             .iter()
@@ -497,8 +584,17 @@ fn dockerfile_stages(
             instruction: stage.instruction,
             pending_on: if pending { waits.clone() } else { Vec::new() },
             built_by: None,
+            werf_image: stage.werf_image,
         })
         .collect())
+}
+
+/// What planning a Stapel image needs besides its own config: the images planned before it
+/// (content digests by image × platform), the build-time facts, the digest mode.
+struct StapelContext<'a> {
+    content: &'a HashMap<(String, Platform), Known>,
+    inputs: &'a dyn StapelInputs,
+    digest_mode: DigestMode,
 }
 
 /// Stages of one Stapel image × platform. The base is resolved the way werf's config does:
@@ -510,8 +606,7 @@ fn stapel_stages(
     image: &ImageConfig,
     stapel: &StapelImage,
     platform: &Platform,
-    content: &HashMap<(String, Platform), Known>,
-    inputs: &dyn StapelInputs,
+    cx: &StapelContext<'_>,
 ) -> Result<(Vec<StagePlan>, Known), ProjectPlanError> {
     let werf_base = stapel
         .from_image
@@ -520,7 +615,8 @@ fn stapel_stages(
         .or_else(|| stapel.from_artifact.clone());
     let base = match (werf_base, stapel.from.as_deref()) {
         (Some(name), _) => {
-            let content_digest = content
+            let content_digest = cx
+                .content
                 .get(&(name.clone(), platform.clone()))
                 .cloned()
                 .unwrap_or_else(|| {
@@ -543,8 +639,9 @@ fn stapel_stages(
         image_spec: stapel.image_spec.is_some()
             || (image.is_final() && config.build.image_spec.is_some()),
         platform: &platform_text,
+        digest_mode: cx.digest_mode,
     };
-    let stages = stapel_image_stages(tree, &input, inputs)?;
+    let stages = stapel_image_stages(tree, &input, cx.inputs)?;
     let last = stages
         .last()
         .map(|s| s.content_digest(&platform_text))
@@ -565,6 +662,7 @@ fn stapel_stages(
             digest: s.digest,
             instruction: None,
             built_by: None,
+            werf_image: None,
         })
         .collect();
     Ok((plans, last))

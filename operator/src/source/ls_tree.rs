@@ -1,5 +1,4 @@
-//! werf's lazy ls-tree walk and its checksum (`werf: pkg/true_git/ls_tree`), with one Kiln
-//! deviation (the entry path).
+//! werf's lazy ls-tree walk and its checksum (`werf: pkg/true_git/ls_tree`).
 //!
 //! # Which entries
 //! The walk starts at the scope (the build context directory; `""` = repository root) and asks
@@ -14,16 +13,15 @@
 //!
 //! # What is hashed
 //! `checksum` = lowercase hex SHA-256 over, for each entry in byte order of its repo-relative
-//! path:
-//! 1. the object id, 40 lowercase hex (werf: same);
-//! 2. the git mode as 7 octal digits, e.g. `0100644`, `0100755`, `0120000`, `0040000`,
-//!    `0160000` (werf: same, go-git's `FileMode.String()`), so an executable bit change changes
-//!    the checksum;
-//! 3. **Kiln only:** the entry's path relative to the scope followed by a NUL byte, for every
-//!    entry except the scope itself. werf leaves the path out, so renaming a selected file to
-//!    another selected name (`COPY *.txt /dst/`, `a.txt` → `b.txt`) keeps werf's checksum while
-//!    the image changes. The scope's own path is left out because it does not reach the image:
-//!    `COPY . .` of an unignored context hashes exactly as werf does.
+//! path, the object id as 40 lowercase hex — and nothing else, exactly as werf's
+//! `Result.Checksum` writes `lsTreeEntry.Hash.String()` only. So a file selected on its own
+//! (`COPY *.txt /dst/`) keeps the checksum through a `chmod +x` or a rename to another selected
+//! name; inside a selected directory both change the directory's tree id, and the checksum.
+//!
+//! Strict mode ([`DigestMode::Strict`]) adds, after each object id, the git mode as 7 octal
+//! digits (`0100644`, `0100755`, `0120000`, `0040000`, `0160000`) and, for every entry except
+//! the scope itself, its path relative to the scope followed by a NUL byte. The scope's own
+//! path is left out because it does not reach the image.
 //!
 //! No entry at all gives `""` (werf: same).
 
@@ -32,6 +30,7 @@ use sha2::{Digest, Sha256};
 
 use super::path_matcher::PathMatcher;
 use super::{GitTree, SourceError, join_path};
+use kiln_crds::imagebuild::DigestMode;
 
 /// Git mode of a tree entry that is a directory.
 pub const MODE_DIR: i32 = 0o040000;
@@ -167,8 +166,8 @@ pub(crate) fn ls_tree(
     Ok(walk.out)
 }
 
-/// The checksum of walked entries; see the module docs for the exact bytes.
-pub fn checksum(entries: &[LsTreeEntry], scope: &str) -> String {
+/// The checksum of walked entries in `mode`; see the module docs for the exact bytes.
+pub fn checksum(entries: &[LsTreeEntry], scope: &str, mode: DigestMode) -> String {
     if entries.is_empty() {
         return String::new();
     }
@@ -177,6 +176,9 @@ pub fn checksum(entries: &[LsTreeEntry], scope: &str) -> String {
     let mut h = Sha256::new();
     for e in sorted {
         h.update(e.oid.to_string().as_bytes());
+        if mode == DigestMode::Werf {
+            continue;
+        }
         h.update(format!("{:07o}", e.mode).as_bytes());
         if e.path != scope {
             let rel = if scope.is_empty() {

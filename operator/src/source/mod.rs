@@ -242,15 +242,17 @@ impl GitTree {
         Ok(())
     }
 
-    /// werf's ls-tree checksum of the entries under `scope` selected by `matcher`, with Kiln's
-    /// path deviation; see [`ls_tree`] for exactly what is hashed. Returns `""` when nothing
-    /// matches (as werf does). Results are cached per (scope, [`path_matcher::PathMatcher::id`]).
+    /// werf's ls-tree checksum of the entries under `scope` selected by `matcher` (strict
+    /// mode: with each entry's mode and path too); see [`ls_tree`] for exactly what is hashed.
+    /// Returns `""` when nothing matches (as werf does). Results are cached per (scope,
+    /// [`path_matcher::PathMatcher::id`], mode).
     pub fn ls_tree_checksum(
         &self,
         scope: &str,
         matcher: &dyn path_matcher::PathMatcher,
+        mode: kiln_crds::imagebuild::DigestMode,
     ) -> Result<String, SourceError> {
-        let key = (clean_repo_path(scope), matcher.id());
+        let key = (clean_repo_path(scope), format!("{mode:?}:{}", matcher.id()));
         if let Some(hit) = self
             .checksum_cache
             .lock()
@@ -260,7 +262,7 @@ impl GitTree {
             return Ok(hit.clone());
         }
         let entries = ls_tree::ls_tree(self, &key.0, matcher, false)?;
-        let sum = ls_tree::checksum(&entries, &key.0);
+        let sum = ls_tree::checksum(&entries, &key.0, mode);
         self.checksum_cache
             .lock()
             .expect("checksum cache")

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use kiln_operator::digest::{
-    DockerfileImageInput, PlannedStage, StagedMode, dockerfile_image_stages,
+    DigestMode, DockerfileImageInput, PlannedStage, StagedMode, dockerfile_image_stages,
 };
 use kiln_operator::source::GitTree;
 
@@ -105,6 +105,7 @@ pub struct Img {
     pub cache_version: Option<String>,
     pub staged: StagedMode,
     pub platform: String,
+    pub digest_mode: DigestMode,
 }
 
 impl Default for Img {
@@ -121,11 +122,20 @@ impl Default for Img {
             cache_version: None,
             staged: StagedMode::NonStaged,
             platform: "linux/amd64".into(),
+            digest_mode: DigestMode::Werf,
         }
     }
 }
 
 impl Img {
+    /// The same image in strict digest mode.
+    pub fn strict(&self) -> Img {
+        Img {
+            digest_mode: DigestMode::Strict,
+            ..self.clone()
+        }
+    }
+
     pub fn staged(mode: StagedMode) -> Img {
         Img {
             staged: mode,
@@ -149,6 +159,7 @@ impl Img {
             cache_version: self.cache_version.as_deref(),
             staged: self.staged,
             platform: &self.platform,
+            digest_mode: self.digest_mode,
         };
         dockerfile_image_stages(tree, &input)
     }

@@ -199,6 +199,7 @@ impl Mapping {
         &self,
         tree: &GitTree,
         stage: UserStage,
+        mode: kiln_crds::imagebuild::DigestMode,
     ) -> Result<String, SourceError> {
         let globs = self.stage_globs(stage);
         if globs.is_empty() {
@@ -217,7 +218,7 @@ impl Mapping {
                 }
             };
             let matcher = MultiMatcher::new(vec![self.matcher(), glob_matcher]);
-            let sum = tree.ls_tree_checksum(&self.add, &matcher)?;
+            let sum = tree.ls_tree_checksum(&self.add, &matcher, mode)?;
             h.update(sum.as_bytes());
         }
         Ok(hex_lower(&h.finalize()))

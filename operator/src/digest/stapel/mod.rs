@@ -31,7 +31,7 @@ pub mod git;
 use crate::config::StapelImage;
 use crate::source::GitTree;
 
-use super::{DigestError, stage_digest};
+use super::{DigestError, DigestMode, stage_digest_in};
 use deps::FromBase;
 use git::{Mapping, UserStage};
 
@@ -84,6 +84,9 @@ pub struct StapelImageInput<'a> {
     pub image_spec: bool,
     /// Target platform, e.g. `linux/arm64`.
     pub platform: &'a str,
+    /// werf-identical or strict digests (strict: its own salt, and file modes and paths in the
+    /// `stageDependencies` checksums).
+    pub digest_mode: super::DigestMode,
 }
 
 /// Build-time facts that make provisional stages exact (the controller has them after looking
@@ -170,6 +173,7 @@ enum Chain {
 
 struct Builder<'a> {
     platform: &'a str,
+    mode: DigestMode,
     chain: Chain,
     prev: Option<(String, String)>,
     out: Vec<StapelStage>,
@@ -210,7 +214,8 @@ impl Builder<'_> {
             });
             return;
         }
-        let digest = stage_digest(
+        let digest = stage_digest_in(
+            self.mode,
             self.platform,
             digest_stage_name(name),
             &deps,
@@ -321,6 +326,7 @@ pub fn stapel_image_stages(
 
     let mut b = Builder {
         platform: input.platform,
+        mode: input.digest_mode,
         chain: Chain::Exact,
         prev: None,
         out: Vec::new(),
@@ -437,7 +443,7 @@ pub fn stapel_image_stages(
         let mut sums = Vec::new();
         for m in &mappings {
             sums.push(
-                m.stage_dependencies_checksum(tree, stage)
+                m.stage_dependencies_checksum(tree, stage, input.digest_mode)
                     .map_err(source_err)?,
             );
         }

@@ -58,6 +58,7 @@ fn input<'a>(cfg: &'a StapelImage, base: StapelBase, platform: &'a str) -> Stape
         base,
         image_spec: false,
         platform,
+        digest_mode: DigestMode::Werf,
     }
 }
 
@@ -137,17 +138,17 @@ fn chain_with_git_mapping_and_recorded_commits() {
             ),
             // sha3("1.2:::install:::" + sha256(sha256("b") + ":::" + sha256(M)) + ":::" +
             // gitArchive + ":::" + sha256("c"*40)), M = sha256(ls-tree checksum of
-            // package.json) = sha256(sha256(blob id + "0100644" + "package.json\0"))
+            // package.json) = sha256(sha256(blob id)) (werf hashes object ids only)
             (
                 "install",
-                Some("110be837dde4fef87406991070a6060d1feb68aa63b1d59fb44a6fc3")
+                Some("bd46059f2a16f3463f2da202d618d73a83a17320d7d16aca12ef431c")
             ),
             // setup lists no stageDependencies: the mapping's checksum is "".
             // sha3("1.2:::setup:::" + sha256(sha256("c") + ":::" + sha256("")) + ":::" +
             // install + ":::" + sha256("c"*40))
             (
                 "setup",
-                Some("5d8eb156ec4162c03bf74b93eef6abed59df9ff746aa70e612c1e16f")
+                Some("b8a92d88e2187c28b50e92851f9e180f20fdca60a07e94cd4dfed168")
             ),
         ]
     );
@@ -460,25 +461,37 @@ fn stage_dependencies_checksum_below_add_respects_excludes() {
     let mapping = git::Mapping::from_config(&cfg.git[0]).unwrap();
     // `**/*` selects src/lib as a whole (its tree id) and src/package.json; docs is excluded.
     // python3: tree = sha1(b"tree 32\0100644 x.js\0" + bytes.fromhex(blob("x\n")));
-    // ls = sha256(tree + "0040000lib\0" + blob("{}\n") + "0100644package.json\0");
-    // expected = sha256(ls)
+    // werf: ls = sha256(tree + blob("{}\n")); expected = sha256(ls)
     assert_eq!(
         mapping
-            .stage_dependencies_checksum(&r.tree, git::UserStage::Install)
+            .stage_dependencies_checksum(&r.tree, git::UserStage::Install, DigestMode::Werf)
+            .unwrap(),
+        "5867454fc00c96eee422b9bec97ca264b54e60564fddc253f5c8022a0c65deb3"
+    );
+    // strict: ls = sha256(tree + "0040000lib\0" + blob("{}\n") + "0100644package.json\0")
+    assert_eq!(
+        mapping
+            .stage_dependencies_checksum(&r.tree, git::UserStage::Install, DigestMode::Strict)
             .unwrap(),
         "d129568b128d6de6cded2b358b9b87529cac7cd0da580b4c9798fb25352f0c9b"
     );
     // A glob selecting nothing adds nothing: sha256(ls of package.json alone).
     assert_eq!(
         mapping
-            .stage_dependencies_checksum(&r.tree, git::UserStage::BeforeSetup)
+            .stage_dependencies_checksum(&r.tree, git::UserStage::BeforeSetup, DigestMode::Werf)
+            .unwrap(),
+        "0ef8e6567312d94d6e1dbe42068b33b0201900de36846c2d55d965eaccb1f114"
+    );
+    assert_eq!(
+        mapping
+            .stage_dependencies_checksum(&r.tree, git::UserStage::BeforeSetup, DigestMode::Strict)
             .unwrap(),
         "20d0c9a7ede3523e97b274490cabf613f7d322c92d8230dbf20fec1064568c51"
     );
     // Nothing selected at all still hashes: sha256("") (werf only warns).
     assert_eq!(
         mapping
-            .stage_dependencies_checksum(&r.tree, git::UserStage::Setup)
+            .stage_dependencies_checksum(&r.tree, git::UserStage::Setup, DigestMode::Werf)
             .unwrap(),
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );

@@ -24,6 +24,7 @@ const STEPS: &[&str] = &[
     "base_image",
     "secrets",
     "dereference",
+    "config_rendering",
     "source",
     "stapel",
     "staged",

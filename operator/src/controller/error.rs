@@ -73,6 +73,20 @@ pub enum Error {
         /// The entry's id.
         id: String,
     },
+    /// A Secret, ConfigMap or key that `spec.configRendering.envValuesFrom` names is missing.
+    #[error(
+        "{what} (for werf.yaml env variable {variable:?}, from {field}) not found in namespace {namespace:?}"
+    )]
+    TemplateEnvNotFound {
+        /// What is missing (`Secret "x"`, `key "k" of ConfigMap "y"`).
+        what: String,
+        /// Namespace.
+        namespace: String,
+        /// The variable the entry gives.
+        variable: String,
+        /// The spec field.
+        field: &'static str,
+    },
     /// The git Secret does not hold usable credentials.
     #[error(transparent)]
     GitSecret(#[from] AuthSecretError),
@@ -147,6 +161,7 @@ impl Error {
             }
             Error::SecretNotFound { .. }
             | Error::BuildSecretKeyNotFound { .. }
+            | Error::TemplateEnvNotFound { .. }
             | Error::GitSecret(_) => Reason::SecretNotFound,
             Error::Source(e) => e.reason(),
             Error::Plan(e) => match e {

@@ -31,6 +31,7 @@ pub mod base_image;
 pub mod building;
 pub mod cache;
 pub mod children;
+pub mod config_rendering;
 pub mod context;
 pub mod decide;
 pub mod error;
@@ -190,7 +191,7 @@ async fn building_step(
         Some(hit) => hit,
         None => {
             let resolved = source::resolve(ib, ctx, Some(&commit)).await?;
-            let plan = planning::plan(ib, request, &resolved.mirror, &commit).await?;
+            let plan = planning::plan(ib, &ctx.client, request, &resolved.mirror, &commit).await?;
             ctx.cache
                 .store_plan(&uid, generation, &commit, resolved.mirror.clone(), &plan);
             (resolved.mirror, plan)

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# The README's main command: bring up the local stack (kube-apiserver, emulated node,
-# registry with busybox for linux/amd64 and linux/arm64, git server), install the
-# ImageBuild CRD, start kiln-operator, push the sample project (examples/shop: backend,
-# frontend, frontend-assets) to the git server, build it for both platforms, and print
-# the build report.
+# The README's main command: bring up the local stack (kube-apiserver, a real node with
+# containerd and kubelet, registry with busybox for linux/amd64 and linux/arm64, git
+# server; the node has the kiln-operator:dev and kiln-builder:dev images made offline
+# from the workspace's binaries by hack/images.sh), install Kiln with its Helm chart
+# (operator as a Deployment pod), push the sample project (examples/shop: backend,
+# frontend, frontend-assets) to the git server, build it for both platforms in builder
+# pods, and print the build report.
 #
-# Needs: hack/setup.sh done once (control plane, kubectl, buildah, QEMU for arm64).
-# Stops the operator on exit; the stack stays up for exploring with kubectl
-# (`target/debug/kiln-local-stack down` stops it). Run it again to build again: the
-# second run reuses every stage.
+# Needs: hack/setup.sh done once (cluster binaries, helm, kubectl, containerd, buildah,
+# QEMU for arm64, the images' root filesystems). The stack and the operator stay up for
+# exploring with kubectl: `kubectl apply` of another ImageBuild just builds
+# (`target/debug/kiln-local-stack down` stops everything). Run it again to build again:
+# the second run reuses every stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${KILN_CACHE_DIR:-$HOME/.cache/kiln}/bin:$PATH"
-for tool in kubectl jq git buildah; do
+for tool in kubectl helm jq git buildah; do
   command -v "$tool" >/dev/null || { echo "demo: $tool not found; run hack/setup.sh first" >&2; exit 1; }
 done
 
@@ -29,7 +32,7 @@ REGISTRY="$(jq -r .registry "$INFO")"
 GIT_URL="$(jq -r .git_url "$INFO")"
 REPOS="$(jq -r .git_repos_dir "$INFO")"
 WORK="$(mktemp -d)"
-trap 'kill "${OPERATOR_PID:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'rm -rf "$WORK"' EXIT
 
 echo "==> pushing examples/shop to $GIT_URL/shop.git"
 cp -r examples/shop "$WORK/shop"
@@ -39,17 +42,15 @@ git -C "$WORK/shop" -c user.name=demo -c user.email=demo@example.org commit -q -
 rm -rf "$REPOS/shop.git"
 git clone -q --bare "$WORK/shop" "$REPOS/shop.git"
 
-echo "==> installing the ImageBuild CRD"
-"$BIN/kiln-operator" crd | kubectl apply -f - >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/imagebuilds.kiln.dev >/dev/null
-kubectl create namespace kiln-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-
-echo "==> starting kiln-operator (log: $STATE/operator.log)"
-"$BIN/kiln-operator" run --namespace default --lock-namespace kiln-system \
-  --cache-dir "$STATE/operator-cache" --builder-image kiln-builder:dev \
-  --metrics-address 127.0.0.1:0 --insecure-registry "$REGISTRY" \
-  2>>"$STATE/operator.log" &
-OPERATOR_PID=$!
+echo "==> installing Kiln with the Helm chart (operator pod from the local kiln-operator:dev image)"
+helm() { command helm --kubeconfig "$KUBECONFIG" "$@"; }
+helm upgrade --install kiln charts/kiln --namespace kiln-system --create-namespace --wait --timeout 180s \
+  --set operator.image.repository=kiln-operator --set operator.image.tag=dev \
+  --set builder.image.repository=kiln-builder --set builder.image.tag=dev \
+  --set builder.resources.cpu= --set operator.resources.requests.cpu=10m \
+  --set operator.logFormat=text --set "operator.insecureRegistries={$REGISTRY}" >/dev/null
+kubectl get nodes -o wide
+kubectl -n kiln-system get pods -o wide
 
 NAME="shop-$(date +%s)"
 echo "==> applying ImageBuild $NAME"
@@ -78,7 +79,7 @@ kubectl get imagebuild "$NAME"
 if [ "$phase" != Succeeded ]; then
   kubectl get imagebuild "$NAME" \
     -o jsonpath='{.status.conditions[0].reason}: {.status.conditions[0].message}{"\n"}'
-  tail -n 40 "$STATE/operator.log"
+  kubectl -n kiln-system logs deploy/kiln-operator --tail=40
   exit 1
 fi
 echo "==> build report (status.report)"
@@ -86,11 +87,13 @@ kubectl get imagebuild "$NAME" -o json | jq '.status.report'
 echo "==> images"
 kubectl get imagebuild "$NAME" -o json \
   | jq -r '.status.images[] | "\(.image)\t\(.repo):\(.tag)\tcustom tags: \(.customTags | join(", "))"'
+kubectl -n kiln-system get pods
 cat <<TEXT
-==> done. The operator stops now; the stack stays up. To explore and build more:
+==> done. The stack and the operator pod keep running. To explore and build more:
   export PATH=${KILN_CACHE_DIR:-$HOME/.cache/kiln}/bin:\$PATH KUBECONFIG=$KUBECONFIG
+  kubectl get nodes -o wide; kubectl -n kiln-system get pods
   kubectl get imagebuilds -o wide
+  kubectl -n kiln-system logs deploy/kiln-operator
   $BIN/kiln-operator report $NAME --format envfile
-  $BIN/kiln-operator run --namespace default --lock-namespace kiln-system --cache-dir $STATE/operator-cache --builder-image kiln-builder:dev --metrics-address 127.0.0.1:0 --insecure-registry $REGISTRY
   $BIN/kiln-local-stack --state-dir $STATE down
 TEXT

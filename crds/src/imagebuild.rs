@@ -81,9 +81,18 @@ pub struct ImageBuildSpec {
 
     /// Which werf.yaml to use: `path` (a file in the commit) or `inline` (the text
     /// itself), exactly one of the two. Default: `werf.yaml`, else `werf.yml`, at the
-    /// repository root.
+    /// repository root. werf.yaml is a Go template, rendered as werf renders it; see
+    /// `configRendering` for what its templates read from outside the commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ConfigSpec>,
+
+    /// What werf.yaml templates read from outside the commit, in place of the process
+    /// environment werf reads on a workstation: the values of `{{ env "NAME" }}`, `.Env`
+    /// (werf `--env`), the templates directory and werf's giterminism mode. Variables
+    /// `env` reads must still be allowed by `werf-giterminism.yaml` in the commit
+    /// (`config.goTemplateRendering.allowEnvVariables`) unless `looseGiterminism` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_rendering: Option<ConfigRenderingSpec>,
 
     /// The stages storage, a container registry repository such as
     /// `registry.example.org/shop` (werf `--repo`). Stages are stored there under
@@ -230,6 +239,7 @@ impl Default for ImageBuildSpec {
         ImageBuildSpec {
             source: SourceSpec::default(),
             config: None,
+            config_rendering: None,
             repo: String::new(),
             final_repo: None,
             secondary_repos: Vec::new(),
@@ -324,6 +334,69 @@ pub struct ConfigSpec {
     /// are still read from the commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline: Option<String>,
+}
+
+/// Values werf.yaml templates read (werf's environment, giterminism and flags).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigRenderingSpec {
+    /// `.Env` in werf.yaml templates (werf `--env`, e.g. `production`). Default: empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+
+    /// Values of environment variables for `{{ env "NAME" }}`, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_values: BTreeMap<String, String>,
+
+    /// Environment variables for `{{ env "NAME" }}` taken from one key of a Secret or a
+    /// ConfigMap in this namespace. A name here wins over the same name in `envValues`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub env_values_from: Vec<EnvValueSource>,
+
+    /// Directory of `*.tmpl` templates inside the commit, relative to the repository root
+    /// (werf `--config-templates-dir`). Default: `.werf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates_dir: Option<String>,
+
+    /// werf `--loose-giterminism`: `env` may read any variable without an allow-list entry,
+    /// and an unset variable without a default renders empty instead of failing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loose_giterminism: bool,
+}
+
+/// One environment variable for werf.yaml templates, from a Secret key or a ConfigMap key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+    "message": "exactly one of secretKeyRef and configMapKeyRef must be set"
+}]))]
+pub struct EnvValueSource {
+    /// The variable name `env` asks for.
+    #[schemars(length(min = 1))]
+    pub name: String,
+
+    /// The Secret key holding the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+
+    /// The ConfigMap key holding the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<ConfigMapKeyRef>,
+}
+
+/// One key of a ConfigMap in the ImageBuild's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    /// Name of the ConfigMap.
+    #[schemars(length(min = 1))]
+    pub name: String,
+
+    /// Key in the ConfigMap's `data` (or `binaryData`).
+    #[schemars(length(min = 1))]
+    pub key: String,
 }
 
 /// A reference to a Secret in the ImageBuild's namespace.

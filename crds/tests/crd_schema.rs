@@ -253,3 +253,28 @@ fn build_secrets_are_a_list_map_keyed_by_id_with_checked_fields() {
     assert_eq!(key_ref["properties"]["name"]["minLength"], 1);
     assert_eq!(key_ref["properties"]["key"]["minLength"], 1);
 }
+
+#[test]
+fn config_rendering_env_values_from_are_keyed_by_name_with_one_source_each() {
+    let field = schema_at(".spec.configRendering.envValuesFrom")
+        .expect("spec.configRendering.envValuesFrom in the schema");
+    assert_eq!(field["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        field["x-kubernetes-list-map-keys"],
+        serde_json::json!(["name"])
+    );
+    let item = &field["items"];
+    assert_eq!(item["required"], serde_json::json!(["name"]));
+    let rules = item["x-kubernetes-validations"].as_array().unwrap();
+    assert_eq!(
+        rules[0]["rule"],
+        "has(self.secretKeyRef) != has(self.configMapKeyRef)"
+    );
+    for source in ["secretKeyRef", "configMapKeyRef"] {
+        let r = &item["properties"][source];
+        assert_eq!(r["properties"]["name"]["minLength"], 1, "{source}");
+        assert_eq!(r["properties"]["key"]["minLength"], 1, "{source}");
+    }
+    let values = schema_at(".spec.configRendering.envValues").unwrap();
+    assert_eq!(values["additionalProperties"]["type"], "string");
+}

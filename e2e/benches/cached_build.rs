@@ -2,7 +2,7 @@
 //! platforms, custom tags) takes from the ImageBuild's creation to `Succeeded`, and how many
 //! Kubernetes API and registry requests it costs.
 //!
-//! Starts the local stack (kube-apiserver, emulated node, registry with its access log, git
+//! Starts the local stack (kube-apiserver, real node, registry with its access log, git
 //! server), runs the operator in-process with a client that records every request it sends,
 //! builds the sample once (fills the stages storage), then creates `KILN_BENCH_RUNS` (default
 //! 5) more ImageBuilds on the same commit. Each is timed from just before `create` until a
@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use kiln_crds::{ImageBuild, Phase};
 use kiln_e2e::harness::{self, InProcessOperator};
-use kiln_e2e::node_emulator::ImageMap;
 use kiln_e2e::stack::{DEFAULT_BUILDER_IMAGE, LocalStack, StackOptions, workspace_binary};
 use kiln_operator::controller::Settings;
 use kiln_operator::pods::BuilderDefaults;
@@ -89,8 +88,9 @@ async fn recording_client(kubeconfig: &Path, log: Arc<RequestLog>) -> anyhow::Re
         .build())
 }
 
-/// The builder binary for the one real build: next to this executable, else the debug one.
-fn image_map() -> anyhow::Result<ImageMap> {
+/// The builder image for the one real build, from the builder binary next to this
+/// executable, else the debug one.
+fn builder_image() -> anyhow::Result<std::path::PathBuf> {
     let bin = workspace_binary("kiln-builder")
         .or_else(|| {
             let exe = std::env::current_exe().ok()?;
@@ -98,7 +98,7 @@ fn image_map() -> anyhow::Result<ImageMap> {
             Some(target.join("debug/kiln-builder")).filter(|p| p.is_file())
         })
         .context("kiln-builder is not built: `cargo build -p kiln-builder`")?;
-    Ok(ImageMap::new().with(DEFAULT_BUILDER_IMAGE, bin))
+    kiln_e2e::images::image_from_binary("builder", &bin)
 }
 
 /// Waits until neither the operator nor the registry sent/served a request for [`QUIET`].
@@ -147,7 +147,7 @@ async fn run() -> anyhow::Result<()> {
     let stack = LocalStack::start(StackOptions {
         base_images: true,
         registry_access_log: true,
-        image_map: Some(image_map()?),
+        node_images: vec![builder_image()?],
         ..StackOptions::default()
     })
     .await?;

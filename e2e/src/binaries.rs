@@ -1,5 +1,5 @@
-//! Where the control-plane binaries (etcd, kube-apiserver, kube-controller-manager)
-//! built by `hack/setup.d/30-control-plane.sh` live.
+//! Where the control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler) and the kubelet built by `hack/setup.d/30-control-plane.sh` live.
 //!
 //! The setup script builds into `$KILN_CACHE_DIR/control-plane/<pin-hash>/bin`, where
 //! `<pin-hash>` is the first 16 hex digits of the SHA-256 of `hack/control-plane/`'s
@@ -29,7 +29,13 @@ pub const PIN_FILES: [&str; 5] = [
 ];
 
 /// The binaries a control plane needs.
-pub const REQUIRED: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-manager"];
+pub const REQUIRED: [&str; 5] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+];
 
 /// Environment variable naming a kubectl binary to use instead of the cached one (used
 /// as is, no pin check).
@@ -54,7 +60,7 @@ pub enum BinariesError {
     #[error(
         "control-plane binary {binary} not found in {dir}: run hack/setup.sh \
          (hack/setup.d/30-control-plane.sh builds it), or point {BIN_DIR_ENV} at a directory \
-         holding etcd, kube-apiserver and kube-controller-manager"
+         holding etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet"
     )]
     Missing {
         /// Which binary.

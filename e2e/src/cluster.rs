@@ -1,11 +1,11 @@
-//! The test fixture: a control plane plus one emulated node, and helpers to wait for
-//! pods.
+//! The test fixture: a control plane plus one real node (containerd + kubelet,
+//! [`crate::node`]), and helpers to wait for pods.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let cluster = kiln_e2e::TestCluster::start().await?;
 //! let client = cluster.client();
-//! // ... create pods through `client`; they run on the emulated node ...
+//! // ... create pods through `client`; they run as containers on the node ...
 //! # Ok(()) }
 //! ```
 
@@ -15,15 +15,38 @@ use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 
+use crate::binaries::Binaries;
 use crate::control_plane::{ControlPlane, ControlPlaneOptions};
-use crate::node_emulator::{NodeEmulator, NodeEmulatorConfig};
+use crate::node::network::{Bridge, Slot};
+use crate::node::{RealNode, RealNodeOptions};
 
-/// A control plane with kube-controller-manager and one emulated node. Field order is
-/// drop order: the node's processes stop before the control plane.
+/// A real node's network: its slot and bridge, made before anything that must listen on
+/// the bridge address (registry, git server, kube-apiserver).
+#[derive(Debug)]
+pub struct NodeNetwork {
+    /// The bridge (dropped before the slot is released).
+    pub bridge: Bridge,
+    /// The claimed slot.
+    pub slot: Slot,
+}
+
+impl NodeNetwork {
+    /// Claims a free slot and creates its bridge.
+    pub fn create() -> anyhow::Result<Self> {
+        let slot = Slot::claim()?;
+        let bridge = Bridge::create(&slot)?;
+        Ok(Self { bridge, slot })
+    }
+}
+
+/// A control plane with kube-controller-manager and kube-scheduler, and one node. Field
+/// order is drop order: the node's containers stop before the control plane, the bridge
+/// goes last.
 pub struct TestCluster {
-    node: NodeEmulator,
+    node: RealNode,
     control_plane: ControlPlane,
     client: kube::Client,
+    network: NodeNetwork,
 }
 
 impl std::fmt::Debug for TestCluster {
@@ -36,31 +59,50 @@ impl std::fmt::Debug for TestCluster {
 }
 
 impl TestCluster {
-    /// Starts everything with defaults (node `kiln-node`, host arch, empty image map).
+    /// Starts a control plane and a node with defaults (node `kiln-node`, the pause and
+    /// busybox images, no registry mirror).
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(
+        Self::start_on(
+            NodeNetwork::create()?,
             ControlPlaneOptions::default(),
-            NodeEmulatorConfig::default(),
+            RealNodeOptions::default(),
         )
         .await
     }
 
-    /// Starts with the given options.
-    pub async fn start_with(
+    /// Starts a control plane (with kube-scheduler, listening on the bridge address) and a
+    /// node on `network`.
+    pub async fn start_on(
+        mut network: NodeNetwork,
         cp: ControlPlaneOptions,
-        node: NodeEmulatorConfig,
+        node: RealNodeOptions,
     ) -> anyhow::Result<Self> {
-        let control_plane = ControlPlane::start(cp)
-            .await
-            .context("starting the control plane")?;
+        let started = Instant::now();
+        let bins = match cp.binaries.clone() {
+            Some(b) => b,
+            None => Binaries::locate()?,
+        };
+        let control_plane = ControlPlane::start(ControlPlaneOptions {
+            host: network.bridge.ip(),
+            scheduler: true,
+            binaries: Some(bins.clone()),
+            ..cp
+        })
+        .await
+        .context("starting the control plane")?;
+        network
+            .bridge
+            .route_kubernetes_service(control_plane.api_port())?;
         let client = control_plane.client().await?;
-        let node = NodeEmulator::start(client.clone(), node)
+        let node = RealNode::start(&control_plane, &client, &bins, &network.slot, node)
             .await
-            .context("starting the node emulator")?;
+            .context("starting the node (containerd, kubelet)")?;
+        tracing::info!(elapsed = ?started.elapsed(), "cluster up");
         Ok(Self {
             node,
             control_plane,
             client,
+            network,
         })
     }
 
@@ -74,8 +116,13 @@ impl TestCluster {
         &self.control_plane
     }
 
-    /// The emulated node (container log paths, ...).
-    pub fn node(&self) -> &NodeEmulator {
+    /// The address pods reach the host on (the node's bridge).
+    pub fn host_ip(&self) -> std::net::IpAddr {
+        self.network.bridge.ip()
+    }
+
+    /// The node.
+    pub fn node(&self) -> &RealNode {
         &self.node
     }
 

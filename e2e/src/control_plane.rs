@@ -7,7 +7,7 @@
 //! Dropping a [`ControlPlane`] stops the processes (controller-manager, apiserver, etcd
 //! in that order) and removes its state directory unless it was given one.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -89,6 +89,11 @@ pub struct ControlPlaneOptions {
     pub start_timeout: Duration,
     /// Where the binaries are; `None` = [`Binaries::locate`].
     pub binaries: Option<Binaries>,
+    /// Address kube-apiserver listens on and advertises: 127.0.0.1, or a real node's
+    /// bridge address so that pods reach it too.
+    pub host: IpAddr,
+    /// Run kube-scheduler (binds pods to the node).
+    pub scheduler: bool,
 }
 
 impl Default for ControlPlaneOptions {
@@ -99,6 +104,8 @@ impl Default for ControlPlaneOptions {
             die_with_parent: true,
             start_timeout: Duration::from_secs(120),
             binaries: None,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            scheduler: false,
         }
     }
 }
@@ -117,9 +124,10 @@ impl StateDir {
     }
 }
 
-/// A running control plane. Field order is drop order: controller-manager first,
+/// A running control plane. Field order is drop order: scheduler and controller-manager first,
 /// then kube-apiserver, then etcd, then the state directory.
 pub struct ControlPlane {
+    scheduler: Option<ManagedProcess>,
     controller_manager: Option<ManagedProcess>,
     apiserver: ManagedProcess,
     etcd: ManagedProcess,
@@ -183,7 +191,12 @@ impl ControlPlane {
                 source,
             })?;
         }
-        let pki = Pki::generate(&pki_dir)?;
+        let extra_ips: Vec<IpAddr> = Some(opts.host)
+            .filter(|h| !h.is_loopback())
+            .into_iter()
+            .collect();
+        let pki = Pki::generate(&pki_dir, &extra_ips)?;
+        let host = opts.host;
         let port = |what: &'static str| {
             free_loopback_port().map_err(|source| ControlPlaneError::Io {
                 what,
@@ -217,20 +230,29 @@ impl ControlPlane {
             opts.die_with_parent,
         )?;
 
-        let server_url = format!("https://127.0.0.1:{api_port}");
+        let server_url = format!("https://{host}:{api_port}");
         let mut api_cmd = Command::new(bins.path("kube-apiserver"));
         api_cmd.args([
             format!("--etcd-servers={etcd_url}"),
             // Without it the apiserver derives its advertise address from the default
             // route, which machines without network may lack.
-            "--advertise-address=127.0.0.1".to_owned(),
-            "--bind-address=127.0.0.1".to_owned(),
+            format!("--advertise-address={host}"),
+            format!("--bind-address={host}"),
             format!("--secure-port={api_port}"),
             format!("--cert-dir={}", d.join("apiserver-certs").display()),
             format!("--tls-cert-file={}", pki.apiserver_cert.display()),
             format!("--tls-private-key-file={}", pki.apiserver_key.display()),
             format!("--client-ca-file={}", pki.ca_cert.display()),
-            "--authorization-mode=RBAC".to_owned(),
+            // Node + NodeRestriction: a kubelet may only touch its own node and pods.
+            "--authorization-mode=Node,RBAC".to_owned(),
+            "--enable-admission-plugins=NodeRestriction".to_owned(),
+            format!(
+                "--kubelet-client-certificate={}",
+                pki.kubelet_client_cert.display()
+            ),
+            format!("--kubelet-client-key={}", pki.kubelet_client_key.display()),
+            // `kubectl logs` dials the node's InternalIP; its name resolves nowhere.
+            "--kubelet-preferred-address-types=InternalIP,Hostname".to_owned(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
             format!("--service-account-key-file={}", pki.sa_pub.display()),
             format!(
@@ -261,6 +283,7 @@ impl ControlPlane {
         write_kubeconfig(&kubeconfig, &server_url, &pki)?;
 
         let mut cp = ControlPlane {
+            scheduler: None,
             controller_manager: None,
             apiserver,
             etcd,
@@ -288,6 +311,11 @@ impl ControlPlane {
                     cp.pki.sa_key.display()
                 ),
                 format!("--root-ca-file={}", cp.pki.ca_cert.display()),
+                // Its default is a host directory under /usr/libexec.
+                format!(
+                    "--flex-volume-plugin-dir={}",
+                    d.join("flexvolume").display()
+                ),
                 "--use-service-account-credentials=false".to_owned(),
                 "--profiling=false".to_owned(),
                 "--v=0".to_owned(),
@@ -301,12 +329,39 @@ impl ControlPlane {
             cp.wait_default_service_account(&client, "default", deadline, opts.start_timeout)
                 .await?;
         }
+        if opts.scheduler {
+            let mut cmd = Command::new(bins.path("kube-scheduler"));
+            cmd.args([
+                format!("--kubeconfig={}", cp.kubeconfig.display()),
+                // One scheduler per cluster; no fixed port (10259) that a second
+                // cluster on this machine would find taken.
+                "--leader-elect=false".to_owned(),
+                "--secure-port=0".to_owned(),
+                "--profiling=false".to_owned(),
+                "--v=0".to_owned(),
+            ]);
+            cp.scheduler = Some(ManagedProcess::spawn(
+                "kube-scheduler",
+                cmd,
+                &logs.join("kube-scheduler.log"),
+                opts.die_with_parent,
+            )?);
+        }
         Ok(cp)
     }
 
-    /// `https://127.0.0.1:PORT`.
+    /// `https://HOST:PORT`.
     pub fn server_url(&self) -> &str {
         &self.server_url
+    }
+
+    /// kube-apiserver's port.
+    pub fn api_port(&self) -> u16 {
+        self.server_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(443)
     }
 
     /// The admin kubeconfig (certificates embedded; usable by kubectl and kube-rs).
@@ -317,6 +372,11 @@ impl ControlPlane {
     /// The state directory (PKI, etcd data, `logs/`, kubeconfig).
     pub fn state_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The cluster PKI (a node issues its kubelet's certificates from its CA).
+    pub fn pki(&self) -> &Pki {
+        &self.pki
     }
 
     /// The CA certificate clients trust.
@@ -330,7 +390,10 @@ impl ControlPlane {
             (self.etcd.name(), self.etcd.pid()),
             (self.apiserver.name(), self.apiserver.pid()),
         ];
-        if let Some(k) = &self.controller_manager {
+        for k in [&self.controller_manager, &self.scheduler]
+            .into_iter()
+            .flatten()
+        {
             v.push((k.name(), k.pid()));
         }
         v
@@ -388,6 +451,9 @@ impl ControlPlane {
 
     /// Stops everything now (same as dropping, but keeps the value around).
     pub fn stop(&mut self) {
+        if let Some(k) = &mut self.scheduler {
+            k.stop(crate::process::DEFAULT_STOP_GRACE);
+        }
         if let Some(k) = &mut self.controller_manager {
             k.stop(crate::process::DEFAULT_STOP_GRACE);
         }
@@ -400,6 +466,7 @@ impl ControlPlane {
             Some(&self.etcd),
             Some(&self.apiserver),
             self.controller_manager.as_ref(),
+            self.scheduler.as_ref(),
         ]
         .into_iter()
         .flatten()
@@ -482,6 +549,26 @@ impl ControlPlane {
 }
 
 fn write_kubeconfig(path: &Path, server: &str, pki: &Pki) -> Result<(), ControlPlaneError> {
+    write_kubeconfig_for(
+        path,
+        server,
+        &pki.ca_cert,
+        &pki.admin_cert,
+        &pki.admin_key,
+        crate::pki::ADMIN_USER,
+    )
+}
+
+/// Writes a kubeconfig for `server` trusting `ca`, authenticating with the client
+/// certificate `cert`/`key` as `user` (certificates embedded).
+pub fn write_kubeconfig_for(
+    path: &Path,
+    server: &str,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    user: &str,
+) -> Result<(), ControlPlaneError> {
     let b64 = |p: &Path| -> Result<String, ControlPlaneError> {
         let bytes = std::fs::read(p).map_err(|source| ControlPlaneError::Io {
             what: "reading",
@@ -500,10 +587,9 @@ fn write_kubeconfig(path: &Path, server: &str, pki: &Pki) -> Result<(), ControlP
          contexts:\n\
          - name: kiln-local\n  context:\n    cluster: kiln-local\n    user: {user}\n    namespace: default\n\
          current-context: kiln-local\n",
-        ca = b64(&pki.ca_cert)?,
-        crt = b64(&pki.admin_cert)?,
-        key = b64(&pki.admin_key)?,
-        user = crate::pki::ADMIN_USER,
+        ca = b64(ca)?,
+        crt = b64(cert)?,
+        key = b64(key)?,
     );
     std::fs::write(path, text).map_err(|source| ControlPlaneError::Io {
         what: "writing kubeconfig",

@@ -236,12 +236,14 @@ pub fn sample_image_build(name: &str, git_url: &str, revision: &str, registry: &
 }
 
 /// Operator settings for end-to-end builds on the local stack: builder image
-/// `kiln-builder:dev` (the node emulator runs the workspace's `kiln-builder` for it), stage
-/// locks in `lock_namespace`, and `insecure_registries` reached over plain HTTP.
+/// `kiln-builder:dev` (made from the workspace's `kiln-builder`, see
+/// [`start_build_stack`]) in privileged containers (Buildah mounts), stage locks in
+/// `lock_namespace`, and `insecure_registries` reached over plain HTTP.
 pub fn build_settings(lock_namespace: &str, insecure_registries: &[&str]) -> Settings {
     Settings {
         builder: kiln_operator::pods::BuilderDefaults {
             image: format!("{}:dev", crate::stack::DEFAULT_BUILDER_IMAGE),
+            privileged: true,
             ..Default::default()
         },
         lock_namespace: lock_namespace.to_owned(),
@@ -290,15 +292,40 @@ pub async fn stage_tags(
         .collect())
 }
 
-/// The local stack for builds — busybox for linux/amd64 and linux/arm64 in its registry
-/// (a docker.io mirror for `FROM busybox`) — with the ImageBuild CRD served; returns it
-/// with an admin client.
+/// The local stack for builds — a real node that has the `kiln-builder:dev` image made
+/// from the workspace's `kiln-builder` ([`crate::images`]), busybox for linux/amd64 and
+/// linux/arm64 in its registry (a docker.io mirror for `FROM busybox`) — with the
+/// ImageBuild CRD served; returns it with an admin client.
 ///
-/// Errors: the stack does not start or the CRD is not served.
+/// Errors: the builder image cannot be made, the stack does not start or the CRD is not
+/// served.
 pub async fn start_build_stack() -> anyhow::Result<(crate::stack::LocalStack, kube::Client)> {
+    start_stack_with_images(&["builder"]).await
+}
+
+/// [`start_build_stack`] whose node also has the `kiln-operator:dev` image, for
+/// installing the chart ([`crate::chart`]).
+///
+/// Errors: as [`start_build_stack`].
+pub async fn start_chart_stack() -> anyhow::Result<(crate::stack::LocalStack, kube::Client)> {
+    start_stack_with_images(&["builder", "operator"]).await
+}
+
+async fn start_stack_with_images(
+    kinds: &[&'static str],
+) -> anyhow::Result<(crate::stack::LocalStack, kube::Client)> {
     crate::init_test_logging();
+    let kinds = kinds.to_vec();
+    let node_images = tokio::task::spawn_blocking(move || {
+        kinds
+            .into_iter()
+            .map(crate::images::workspace_image)
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .await??;
     let stack = crate::stack::LocalStack::start(crate::stack::StackOptions {
         base_images: true,
+        node_images,
         ..Default::default()
     })
     .await?;
@@ -354,7 +381,9 @@ pub async fn file_in_image(
 }
 
 /// Names of the pods of ImageBuild `name` still in `namespace` (a finished build leaves
-/// none: its builder pods are deleted).
+/// none: its builder pods are deleted). Pods already being deleted are given up to 30 s
+/// to go: on a real node the kubelet confirms a deletion (stops the containers, removes
+/// the sandbox) before the pod object disappears.
 ///
 /// Errors: the pod list fails.
 pub async fn pods_left(
@@ -363,13 +392,18 @@ pub async fn pods_left(
     name: &str,
 ) -> anyhow::Result<Vec<String>> {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
-    Ok(pods
-        .list(&ListParams::default().labels(&format!("kiln.dev/imagebuild={name}")))
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect())
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = pods
+            .list(&ListParams::default().labels(&format!("kiln.dev/imagebuild={name}")))
+            .await?
+            .items;
+        let deleting = list.iter().any(|p| p.metadata.deletion_timestamp.is_some());
+        if !deleting || Instant::now() > deadline {
+            return Ok(list.into_iter().filter_map(|p| p.metadata.name).collect());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// (image, platform) of each builder pod a build ran, from `status.builderPods`.

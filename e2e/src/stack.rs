@@ -1,5 +1,6 @@
 //! The whole local stack for the demo and for tests that need everything: a control
-//! plane with one emulated node, a registry and a git server, all on loopback.
+//! plane with one real node, a registry and a git server, all listening on the node's
+//! bridge address (pods reach them there; so does the host).
 
 use std::path::{Path, PathBuf};
 
@@ -8,11 +9,12 @@ use kiln_testkit::git_server::GitServer;
 use kiln_testkit::registry::{RegistryOptions, TestRegistry};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::TestCluster;
+use crate::cluster::{NodeNetwork, TestCluster};
 use crate::control_plane::ControlPlaneOptions;
-use crate::node_emulator::{ImageMap, NodeEmulatorConfig};
+use crate::node::RealNodeOptions;
 
-/// Image repository whose containers run the workspace's `kiln-builder` binary.
+/// Image repository of the builder image made from the workspace's `kiln-builder`
+/// ([`crate::images`]).
 pub const DEFAULT_BUILDER_IMAGE: &str = "kiln-builder";
 
 /// How to start a [`LocalStack`].
@@ -20,8 +22,6 @@ pub const DEFAULT_BUILDER_IMAGE: &str = "kiln-builder";
 pub struct StackOptions {
     /// Keep control-plane and node state here; `None` = temporary directories.
     pub state_dir: Option<PathBuf>,
-    /// Image map for the node; `None` = [`default_image_map`].
-    pub image_map: Option<ImageMap>,
     /// Register QEMU for arm64 and push the offline busybox base images (amd64, arm64,
     /// manifest list) to the registry as `library/busybox` (testkit `base_images`), so
     /// the registry can stand in as a docker.io mirror for `FROM busybox`.
@@ -29,6 +29,8 @@ pub struct StackOptions {
     /// Start the registry with its access log on, so [`TestRegistry::requests`] lists
     /// every request it served (benchmarks count them).
     pub registry_access_log: bool,
+    /// OCI archives the real node imports into containerd at start-up.
+    pub node_images: Vec<PathBuf>,
 }
 
 /// What a user needs to talk to the stack; written as `info.json` by
@@ -45,9 +47,9 @@ pub struct StackInfo {
     pub git_url: String,
     /// Where bare repositories served by the git server live.
     pub git_repos_dir: PathBuf,
-    /// The emulated node's name.
+    /// The node's name.
     pub node: String,
-    /// Container logs of pods run by the node.
+    /// Container logs of pods run by the node (kubelet's pod log directory).
     pub container_logs: PathBuf,
     /// Control-plane logs (etcd, kube-apiserver, kube-controller-manager).
     pub control_plane_logs: PathBuf,
@@ -55,17 +57,6 @@ pub struct StackInfo {
     pub pids: Vec<(String, u32)>,
     /// The busybox manifest list in the registry, when base images were pushed.
     pub base_image: Option<String>,
-}
-
-/// The image map the stack uses: `kiln-builder` (any registry path ending in
-/// `kiln-builder`, any tag) runs the `kiln-builder` binary built next to the current
-/// executable (`target/<profile>/`), if it exists.
-pub fn default_image_map() -> ImageMap {
-    let mut map = ImageMap::new();
-    if let Some(bin) = workspace_binary("kiln-builder") {
-        map = map.with(DEFAULT_BUILDER_IMAGE, bin);
-    }
-    map
 }
 
 /// `name` in the cargo target directory of the running executable (test binaries live
@@ -78,11 +69,12 @@ pub fn workspace_binary(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A running stack. Field order is drop order.
+/// A running stack. Field order is drop order: the git server and the registry stop
+/// before the cluster deletes the node bridge they listen on.
 pub struct LocalStack {
-    cluster: TestCluster,
-    registry: TestRegistry,
     git: GitServer,
+    registry: TestRegistry,
+    cluster: TestCluster,
     base_image: Option<String>,
 }
 
@@ -99,12 +91,15 @@ impl std::fmt::Debug for LocalStack {
 impl LocalStack {
     /// Starts registry, git server, control plane and node.
     pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
+        let network = NodeNetwork::create()?;
+        let host = network.bridge.ip();
         let registry = TestRegistry::start_with(RegistryOptions {
             access_log: opts.registry_access_log,
+            host: Some(host),
             ..RegistryOptions::default()
         })
         .context("starting the registry")?;
-        let git = GitServer::start().context("starting the git server")?;
+        let git = GitServer::start_on(host).context("starting the git server")?;
         let base_image = if opts.base_images {
             let address = registry.address().to_owned();
             let images = tokio::task::spawn_blocking(move || {
@@ -118,13 +113,16 @@ impl LocalStack {
             None
         };
         let sub = |n: &str| opts.state_dir.as_ref().map(|d| d.join(n));
-        let cluster = TestCluster::start_with(
-            ControlPlaneOptions {
-                state_dir: sub("control-plane"),
-                ..Default::default()
-            },
-            NodeEmulatorConfig {
-                image_map: opts.image_map.clone().unwrap_or_else(default_image_map),
+        let cp = ControlPlaneOptions {
+            state_dir: sub("control-plane"),
+            ..Default::default()
+        };
+        let cluster = TestCluster::start_on(
+            network,
+            cp,
+            RealNodeOptions {
+                registry_mirror: Some(registry.address().to_owned()),
+                images: opts.node_images.clone(),
                 state_dir: sub("node"),
                 ..Default::default()
             },
@@ -163,11 +161,12 @@ impl LocalStack {
             git_url: format!("http://{}", self.git.address()),
             git_repos_dir: self.git.repos_dir(),
             node: self.cluster.node().node_name().to_owned(),
-            container_logs: self.cluster.node().logs_dir().to_owned(),
+            container_logs: self.cluster.node().pod_logs_dir(),
             control_plane_logs: cp.state_dir().join("logs"),
             pids: cp
                 .pids()
                 .into_iter()
+                .chain(self.cluster.node().pids())
                 .map(|(n, p)| (n.to_owned(), p))
                 .collect(),
             base_image: self.base_image.clone(),
@@ -181,7 +180,7 @@ impl StackInfo {
         format!(
             "Kiln local stack is up (state in {state}).\n\
              \n  export KUBECONFIG={kc}\n  \
-             kubectl get nodes                      # node {node} (pods run as host processes)\n\
+             kubectl get nodes -o wide              # node {node} (kubelet + containerd)\n\
              \n  kube-apiserver  {server}\n  \
              registry        {registry}  (plain HTTP, no auth){base}\n  \
              git server      {git}/NAME.git  (bare repos in {repos}; `git init --bare` one there, then push)\n  \

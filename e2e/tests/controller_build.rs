@@ -1,5 +1,5 @@
-//! The controller builds for real: kube-apiserver + emulated node (builder pods run the
-//! workspace's `kiln-builder` with Buildah on this machine), registry, git server.
+//! The controller builds for real: kube-apiserver + a real node (builder pods run the
+//! workspace's `kiln-builder` with Buildah in privileged containers), registry, git server.
 //!
 //! One stack, three ImageBuilds of the sample project (`examples/shop`): the first builds
 //! every stage for two platforms; the second, on the same commit, reuses all of them
@@ -11,7 +11,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use kiln_crds::{ImageBuild, Phase};
-use kiln_e2e::harness::{self, InProcessOperator, OperatorProcess};
+use kiln_e2e::chart;
+use kiln_e2e::harness::{self, InProcessOperator};
 use kiln_e2e::stack::LocalStack;
 use kiln_operator::controller::Settings;
 use kiln_operator::storage::{RegistryClient, RepoRef};
@@ -92,7 +93,13 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
-        let (stack, client) = harness::start_build_stack().await.unwrap();
+        Self::start_with(harness::start_build_stack()).await
+    }
+
+    async fn start_with(
+        stack: impl std::future::Future<Output = anyhow::Result<(LocalStack, kube::Client)>>,
+    ) -> Fixture {
+        let (stack, client) = stack.await.unwrap();
         let registry = stack.registry().address().to_owned();
         let files = harness::sample_project_files().unwrap();
         let file_refs: Vec<(&str, &str)> = files
@@ -410,25 +417,31 @@ async fn two_builds_of_one_commit_at_once_publish_each_stage_once() {
 
 #[tokio::test]
 async fn operator_killed_mid_build_and_restarted_completes_without_duplicates_or_leftovers() {
-    let fx = Fixture::start().await;
-    let work = tempfile::tempdir().unwrap();
+    // The operator runs as the chart's Deployment pod; killing it is deleting the pod
+    // with grace period 0, and the Deployment starts the next one.
+    let fx = Fixture::start_with(harness::start_chart_stack()).await;
+    let helm_home = tempfile::tempdir().unwrap();
     let kubeconfig = fx
         .stack
         .cluster()
         .control_plane()
         .kubeconfig_path()
         .to_owned();
-    let spawn = || {
-        OperatorProcess::spawn(
-            &kubeconfig,
-            "default",
-            &fx.registry,
-            &work.path().join("cache"),
-            &work.path().join("operator.log"),
-        )
-        .unwrap()
-    };
-    let first = spawn();
+    chart::install(
+        &kubeconfig,
+        helm_home.path(),
+        &chart::Install {
+            namespace: "kiln-system",
+            watch_namespaces: &["default"],
+            lock_namespace: "default",
+            insecure_registries: &[&fx.registry],
+            extra_values: &[],
+        },
+    )
+    .unwrap();
+    let first = chart::wait_operator_ready(&fx.client, "kiln-system", &[], Duration::from_secs(60))
+        .await
+        .unwrap();
     let api: Api<ImageBuild> = Api::namespaced(fx.client.clone(), "default");
     api.create(&PostParams::default(), &fx.sample("crash"))
         .await
@@ -443,12 +456,17 @@ async fn operator_killed_mid_build_and_restarted_completes_without_duplicates_or
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    first.kill().unwrap();
-    let second = spawn();
+    let killed = chart::kill_operator_pods(&fx.client, "kiln-system")
+        .await
+        .unwrap();
+    assert_eq!(killed, vec![first.clone()]);
+    chart::wait_operator_ready(&fx.client, "kiln-system", &killed, Duration::from_secs(60))
+        .await
+        .unwrap();
     let ib = harness::wait_finished(&api, "crash", BUILD_TIMEOUT)
         .await
         .unwrap();
-    let log = std::fs::read_to_string(work.path().join("operator.log")).unwrap_or_default();
+    let log = chart::operator_logs(&fx.client, "kiln-system").await;
     assert_eq!(
         ib.status.as_ref().unwrap().phase,
         Phase::Succeeded,
@@ -460,7 +478,29 @@ async fn operator_killed_mid_build_and_restarted_completes_without_duplicates_or
     assert_each_digest_once(&tags);
     assert_eq!(pods_left(&fx.client, "crash").await, Vec::<String>::new());
     assert_eq!(fx.lock_leases().await, Vec::<String>::new(), "{log}");
-    drop(second);
+
+    // `helm uninstall` leaves nothing of Kiln behind but the stage-lock ConfigMap users
+    // expect (`werf-shop`, shared with werf): no pod, no Lease, no other ConfigMap.
+    chart::helm_run(
+        &kubeconfig,
+        helm_home.path(),
+        &["uninstall", "kiln", "--namespace", "kiln-system", "--wait"],
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = chart::objects_left(&fx.client, &["kiln-system", "default"])
+            .await
+            .unwrap();
+        if left == ["ConfigMap default/werf-shop"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left after helm uninstall: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 #[tokio::test]

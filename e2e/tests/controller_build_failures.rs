@@ -1,4 +1,4 @@
-//! Bad input on the building path, against the local stack (kube-apiserver + emulated node
+//! Bad input on the building path, against the local stack (kube-apiserver + real node
 //! running the workspace's `kiln-builder` with Buildah, registry, git server): each build
 //! ends `Failed` with a condition reason and message naming the cause, leaves no builder
 //! pod and no held stage lock, and deleting it passes through the finalizer.
@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kiln_crds::{ImageBuild, Phase};
 use kiln_e2e::harness::{self, InProcessOperator};
 use kiln_operator::controller::{FINALIZER, Settings};
@@ -19,7 +19,7 @@ use kiln_operator::lock::configmap_name;
 use kiln_operator::lock::key::ANNOTATION_PREFIX;
 use kiln_testkit::git_server::GitServer;
 use kiln_testkit::registry::TestRegistry;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 
 const NS: &str = "default";
@@ -118,15 +118,8 @@ async fn assert_cleaned_up_and_deletable(
     project: &str,
     locked: bool,
 ) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    let left: Vec<String> = pods
-        .list(&ListParams::default().labels(&format!("kiln.dev/imagebuild={name}")))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect();
+    // Waits for deletions the kubelet is still confirming.
+    let left = harness::pods_left(client, NS, name).await.unwrap();
     assert_eq!(left, Vec::<String>::new(), "{name}: builder pods left");
 
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);

@@ -1,4 +1,4 @@
-//! Build secrets end to end: kube-apiserver + emulated node (builder pods run the
+//! Build secrets end to end: kube-apiserver + real node (builder pods run the
 //! workspace's `kiln-builder` with Buildah), registry, git server.
 //!
 //! A project whose images declare werf.yaml `secrets: [{env: TOKEN}]` — one non-staged,

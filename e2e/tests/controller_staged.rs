@@ -1,5 +1,5 @@
 //! The controller builds a `staged: true` Dockerfile image for real: kube-apiserver +
-//! emulated node (builder pods run the workspace's `kiln-builder` with Buildah), registry,
+//! real node (builder pods run the workspace's `kiln-builder` with Buildah in containers), registry,
 //! git server.
 //!
 //! One stack, three ImageBuilds of a small staged project on busybox (`ENV`, `COPY`, `RUN`:

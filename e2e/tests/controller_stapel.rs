@@ -1,5 +1,5 @@
 //! The controller builds a Stapel image without git mappings for real: kube-apiserver +
-//! emulated node (builder pods run the workspace's `kiln-builder` with Buildah), registry,
+//! real node (builder pods run the workspace's `kiln-builder` with Buildah in containers), registry,
 //! git server.
 //!
 //! One stack, one Stapel image on busybox (`shell.beforeInstall`, `shell.install`, `docker`

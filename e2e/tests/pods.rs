@@ -1,6 +1,10 @@
-//! Pods created through a real kube-apiserver run on the node emulator: success with a
-//! termination message, failure with an exit code, deletion with SIGTERM, and garbage
-//! collection of owned pods by kube-controller-manager.
+//! Pods created through a real kube-apiserver run as containers on the real node
+//! (kubelet + containerd): success with a termination message, failure with an exit code
+//! and the log as message and through the API (`kubectl logs`), deletion with SIGTERM,
+//! and garbage collection of owned pods by kube-controller-manager.
+//!
+//! `busybox` is the image the node imports at start-up (nothing can be pulled here), so
+//! pods say `imagePullPolicy: IfNotPresent` (`:latest` would default to `Always`).
 //!
 //! One cluster per test binary would save start-up time, but a cluster per test keeps
 //! tests independent and is torn down by `Drop` even when an assertion fails.
@@ -9,7 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kiln_e2e::{TestCluster, wait_for_pod, wait_for_pod_completion, wait_for_pod_gone};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, LogParams, PostParams};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -56,12 +60,12 @@ async fn pod_runs_to_succeeded_with_termination_message_env_and_volumes() {
         "spec": {
             "restartPolicy": "Never",
             "initContainers": [{
-                "name": "prepare", "image": "busybox",
+                "name": "prepare", "image": "busybox", "imagePullPolicy": "IfNotPresent",
                 "command": ["sh", "-c", "echo -n from-init > /scratch/note"],
                 "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]
             }],
             "containers": [{
-                "name": "main", "image": "busybox",
+                "name": "main", "image": "busybox", "imagePullPolicy": "IfNotPresent",
                 "command": ["sh", "-c"],
                 "args": ["printf 'user=%s token=%s job=%s note=%s pod=$(POD)' \"$USER_NAME\" \"$(cat /kiln/creds/token)\" \"$(cat /kiln/job/job.txt)\" \"$(cat /scratch/note)\" > /dev/termination-log"],
                 "env": [
@@ -117,8 +121,10 @@ async fn pod_runs_to_failed_with_exit_code_and_log_fallback_message() {
         "spec": {
             "restartPolicy": "Never",
             "containers": [{
-                "name": "main", "image": "busybox",
-                "command": ["sh", "-c", "echo starting; echo 'stage 3 failed' >&2; exit 3"],
+                "name": "main", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                // stdout and stderr reach the log through separate pipes: the pause keeps
+                // their order.
+                "command": ["sh", "-c", "echo starting; sleep 0.3; echo 'stage 3 failed' >&2; exit 3"],
                 "terminationMessagePolicy": "FallbackToLogsOnError"
             }]
         }
@@ -138,8 +144,11 @@ async fn pod_runs_to_failed_with_exit_code_and_log_fallback_message() {
     let t = terminated(&done);
     assert_eq!(t.exit_code, 3);
     assert_eq!(t.reason.as_deref(), Some("Error"));
-    assert_eq!(t.message.as_deref(), Some("starting\nstage 3 failed"));
-    let log = std::fs::read_to_string(cluster.node().container_log_path("default", "boom", "main"))
+    // The kubelet takes the log tail as is, final newline included.
+    assert_eq!(t.message.as_deref(), Some("starting\nstage 3 failed\n"));
+    let log = Api::<Pod>::namespaced(client.clone(), "default")
+        .logs("boom", &LogParams::default())
+        .await
         .unwrap();
     assert_eq!(log, "starting\nstage 3 failed\n");
 }
@@ -155,7 +164,7 @@ async fn deleting_a_running_pod_sends_sigterm_then_removes_it() {
         "spec": {
             "terminationGracePeriodSeconds": 10,
             "containers": [{
-                "name": "main", "image": "busybox",
+                "name": "main", "image": "busybox", "imagePullPolicy": "IfNotPresent",
                 "command": ["sh", "-c",
                     "trap 'echo -n got-term > /out/signal; exit 0' TERM; touch /out/started; while true; do sleep 0.1; done"],
                 "volumeMounts": [{"name": "out", "mountPath": "/out"}]
@@ -213,7 +222,7 @@ async fn owned_pod_is_garbage_collected_with_its_owner() {
         },
         "spec": {
             "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "300"]}]
+            "containers": [{"name": "main", "image": "busybox", "imagePullPolicy": "IfNotPresent", "command": ["sleep", "300"]}]
         }
     }))
     .unwrap();
@@ -236,31 +245,23 @@ async fn owned_pod_is_garbage_collected_with_its_owner() {
 }
 
 #[tokio::test]
-async fn image_map_supplies_the_entrypoint_of_a_command_less_container() {
+async fn args_of_a_command_less_container_replace_the_image_cmd() {
     kiln_e2e::init_test_logging();
-    let cluster = TestCluster::start_with(
-        kiln_e2e::ControlPlaneOptions::default(),
-        kiln_e2e::NodeEmulatorConfig {
-            image_map: kiln_e2e::ImageMap::new().with("registry.local/tools/echo", "/bin/echo"),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let cluster = TestCluster::start().await.unwrap();
     let client = cluster.client();
+    // busybox's image config has `Cmd: ["/bin/sh"]` and no entrypoint: `args` replace
+    // the Cmd, and `$(WHO)` is expanded by the kubelet.
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "mapped"},
         "spec": {
             "restartPolicy": "Never",
-            "containers": [{"name": "main", "image": "registry.local/tools/echo:v2", "args": ["mapped", "$(WHO)"],
+            "containers": [{"name": "main", "image": "busybox", "imagePullPolicy": "IfNotPresent", "args": ["echo", "mapped", "$(WHO)"],
                             "env": [{"name": "WHO", "value": "entrypoint"}]}]
         }
     }))
     .unwrap();
-    Api::<Pod>::namespaced(client.clone(), "default")
-        .create(&PostParams::default(), &pod)
-        .await
-        .unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod).await.unwrap();
     let done = wait_for_pod_completion(&client, "default", "mapped", TIMEOUT)
         .await
         .unwrap();
@@ -268,11 +269,6 @@ async fn image_map_supplies_the_entrypoint_of_a_command_less_container() {
         done.status.as_ref().unwrap().phase.as_deref(),
         Some("Succeeded")
     );
-    let log = std::fs::read_to_string(
-        cluster
-            .node()
-            .container_log_path("default", "mapped", "main"),
-    )
-    .unwrap();
+    let log = pods.logs("mapped", &LogParams::default()).await.unwrap();
     assert_eq!(log, "mapped entrypoint\n");
 }

@@ -1,5 +1,5 @@
-//! The whole local stack starts as one library call, and its git server serves a
-//! repository the test created.
+//! The whole local stack starts as one library call with a real node (container runtime
+//! containerd), and its git server serves a repository the test created.
 
 use std::process::Command;
 
@@ -55,6 +55,13 @@ async fn stack_serves_a_created_repo_and_registers_its_node() {
     let labels = node.metadata.labels.unwrap();
     assert_eq!(
         labels.get("kubernetes.io/arch").map(String::as_str),
-        Some(kiln_e2e::node_emulator::node::host_arch())
+        Some(kiln_e2e::node::host_arch())
     );
+    let runtime = node
+        .status
+        .unwrap()
+        .node_info
+        .unwrap()
+        .container_runtime_version;
+    assert!(runtime.starts_with("containerd://"), "{runtime}");
 }

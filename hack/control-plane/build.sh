@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver and kube-controller-manager from the wrapper
-# modules next to this script into the directory given as $1.
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+# kubelet from the wrapper modules next to this script into the directory
+# given as $1. The four Kubernetes binaries come from one `go build`, so the
+# packages they share (most of them) are compiled once.
 #
 # Flags follow upstream's release builds (static, CGO off, -trimpath, stripped,
 # tags selinux,notest) and stamp the version with -X the way upstream's
@@ -24,9 +26,10 @@ for kv in "gitVersion=$k8s_version" "gitMajor=1" "gitMinor=$k8s_minor" \
           "gitTreeState=archive" "buildDate=$build_date"; do
   ldflags="$ldflags -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
 done
-echo "building kube-apiserver, kube-controller-manager $k8s_version -> $out"
+echo "building kube-apiserver, kube-controller-manager, kube-scheduler, kubelet $k8s_version -> $out"
 (cd "$here/kubernetes" && go build -trimpath -tags=selinux,notest -ldflags="$ldflags" -o "$out/" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet)
 
 etcd_version=$(cd "$here/etcd" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 echo "building etcd $etcd_version -> $out"

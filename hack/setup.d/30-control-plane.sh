@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the local Kubernetes control plane the e2e tests run (etcd,
-# kube-apiserver, kube-controller-manager) from the pinned wrapper modules in
+# Builds the local Kubernetes cluster the e2e tests run (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and the node's kubelet; the four
+# Kubernetes binaries in one `go build`) from the pinned wrapper modules in
 # hack/control-plane, into $KILN_CACHE_DIR/control-plane/<pin-hash>/bin.
 # Reuses that directory when the pins are unchanged, so only the first run
 # (or a pin change) pays for the Go build. GNU time records the build's
@@ -21,7 +22,11 @@ fi
 
 key=$(hack/control-plane/pin-hash.sh)
 dest=$cache/$key
-complete() { [ -x "$1/bin/etcd" ] && [ -x "$1/bin/kube-apiserver" ] && [ -x "$1/bin/kube-controller-manager" ]; }
+complete() {
+  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet; do
+    [ -x "$1/bin/$b" ] || return 1
+  done
+}
 
 # Several checkouts on one machine may run setup at once: one builds, the
 # others wait and then reuse its result.

@@ -24,6 +24,7 @@ const STEPS: &[&str] = &[
     "children",
     "secrets",
     "dereference",
+    "config_rendering",
     "source",
     "staged",
     "planning",

@@ -213,6 +213,59 @@ fn stapel_ansible_image_exits_non_zero_naming_it() {
 }
 
 #[test]
+fn render_prints_the_rendered_werf_yaml_with_env_from_the_process() {
+    let repo = TestRepo::new();
+    let werf_yaml = "project: {{ env \"KILN_TEST_PROJECT\" }}\nconfigVersion: 1\n# env={{ .Env }}\n{{- include \"images\" . }}\n";
+    let files = [
+        ("werf.yaml", werf_yaml),
+        (
+            "werf-giterminism.yaml",
+            "giterminismConfigVersion: 1\nconfig:\n  goTemplateRendering:\n    allowEnvVariables: [KILN_TEST_PROJECT]\n",
+        ),
+        (
+            ".werf/images.tmpl",
+            "{{ define \"images\" }}\n---\nimage: app\ndockerfile: Dockerfile\n{{- end }}",
+        ),
+        ("Dockerfile", "FROM busybox\n"),
+    ];
+    repo.commit(&files);
+    let render = |args: &[&str], project: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln-operator"));
+        command
+            .arg("plan")
+            .arg("--repo-dir")
+            .arg(repo.path())
+            .args(args)
+            .env_remove("WERF_ENV")
+            .env_remove("WERF_LOOSE_GITERMINISM")
+            .env_remove("KILN_TEST_PROJECT");
+        if let Some(p) = project {
+            command.env("KILN_TEST_PROJECT", p);
+        }
+        command.output().expect("run kiln-operator")
+    };
+    let out = stdout(&render(&["--render", "--env", "staging"], Some("shop")));
+    assert_eq!(
+        out,
+        "project: shop\nconfigVersion: 1\n# env=staging\n---\nimage: app\ndockerfile: Dockerfile\n"
+    );
+    // The plan renders the same way.
+    let plan = stdout(&render(&[], Some("shop")));
+    assert!(plan.starts_with("Project shop, commit "), "{plan}");
+    // Unset and without a default: werf's giterminism error, naming the variable.
+    let failed = render(&["--render"], None);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("werf.yaml, line 1: template: werfConfig:1:13: executing \"werfConfig\" at <env \"KILN_TEST_PROJECT\">: error calling env: the environment variable \"KILN_TEST_PROJECT\" must be set or default must be provided"),
+        "{stderr}"
+    );
+    // --loose-giterminism renders it empty.
+    let loose = stdout(&render(&["--render", "--loose-giterminism"], None));
+    assert!(loose.starts_with("project: \n"), "{loose}");
+}
+
+#[test]
 fn staged_multi_stage_images_are_split_into_stage_images_and_digest_mode_is_a_flag() {
     let repo = TestRepo::new();
     repo.commit(&[

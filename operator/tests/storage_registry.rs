@@ -1000,6 +1000,7 @@ async fn bearer_token_registry() {
         flavor: RegistryFlavor::Distribution3,
         access_log: false,
         token_auth: true,
+        host: None,
     })
     .unwrap();
     let id = stage("token", T1);

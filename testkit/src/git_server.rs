@@ -39,16 +39,25 @@ impl GitServer {
     ///
     /// Errors when no loopback port can be bound or `git` is not installed.
     pub fn start() -> anyhow::Result<Self> {
-        Self::start_inner(None)
+        Self::start_inner(None, None)
+    }
+
+    /// Starts an anonymous server listening on `host` instead of 127.0.0.1 (a local
+    /// node's bridge address, so that pods can clone).
+    pub fn start_on(host: std::net::IpAddr) -> anyhow::Result<Self> {
+        Self::start_inner(None, Some(host))
     }
 
     /// Starts a server that answers 401 unless the request carries HTTP basic auth
     /// with `username`/`password`.
     pub fn start_with_basic_auth(username: &str, password: &str) -> anyhow::Result<Self> {
-        Self::start_inner(Some((username.to_owned(), password.to_owned())))
+        Self::start_inner(Some((username.to_owned(), password.to_owned())), None)
     }
 
-    fn start_inner(auth: Option<(String, String)>) -> anyhow::Result<Self> {
+    fn start_inner(
+        auth: Option<(String, String)>,
+        host: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<Self> {
         let out = Command::new("git")
             .arg("--exec-path")
             .output()
@@ -67,7 +76,9 @@ impl GitServer {
         let dir = tempfile::Builder::new().prefix("kiln-git-").tempdir()?;
         std::fs::create_dir_all(dir.path().join("repos"))?;
         std::fs::create_dir_all(dir.path().join("work"))?;
-        let listener = TcpListener::bind("127.0.0.1:0").context("binding a loopback port")?;
+        let host = host.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let listener =
+            TcpListener::bind((host, 0)).with_context(|| format!("binding a port on {host}"))?;
         let address = listener.local_addr()?.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let ctx = Arc::new(Backend {
@@ -104,7 +115,7 @@ impl GitServer {
         })
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `HOST:PORT` (127.0.0.1 unless started with [`GitServer::start_on`]).
     pub fn address(&self) -> &str {
         &self.address
     }
@@ -190,12 +201,14 @@ impl GitServer {
 impl Drop for GitServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
+        // Wake the accept loop so it sees the flag. If its address is already gone (a
+        // node bridge deleted first), the thread stays blocked in accept: leave it
+        // rather than wait forever.
         if let Ok(s) = TcpStream::connect(&self.address) {
             let _ = s.shutdown(Shutdown::Both);
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
         }
     }
 }

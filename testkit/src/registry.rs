@@ -58,6 +58,9 @@ pub struct RegistryOptions {
     /// bearer-token server started alongside (Docker token protocol, RS256 JWTs), which
     /// issues tokens to holders of `auth`'s credentials — the way hosted registries work.
     pub token_auth: bool,
+    /// Listen on this address instead of 127.0.0.1 (a local node's bridge address, so
+    /// that pods reach the registry).
+    pub host: Option<std::net::IpAddr>,
 }
 
 /// One request the registry served, from its access log.
@@ -115,7 +118,8 @@ impl TestRegistry {
         self.log().lines().filter_map(parse_access_line).collect()
     }
 
-    /// `127.0.0.1:PORT`, the registry host as it appears in image references.
+    /// `HOST:PORT` (HOST 127.0.0.1 unless [`RegistryOptions::host`]), the registry host as
+    /// it appears in image references.
     pub fn address(&self) -> &str {
         &self.address
     }
@@ -160,6 +164,7 @@ impl TestRegistry {
             flavor,
             access_log,
             token_auth,
+            host,
         } = options;
         if token_auth && (auth.is_none() || flavor != RegistryFlavor::Distribution3) {
             bail!("token_auth needs credentials (auth) and the distribution v3 flavour");
@@ -180,8 +185,9 @@ impl TestRegistry {
         let dir = tempfile::Builder::new()
             .prefix("kiln-registry-")
             .tempdir()?;
-        let port = free_loopback_port()?;
-        let address = format!("127.0.0.1:{port}");
+        let host = host.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let port = TcpListener::bind((host, 0))?.local_addr()?.port();
+        let address = format!("{host}:{port}");
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage)?;
         let mut token_server = None;

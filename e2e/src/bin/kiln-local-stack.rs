@@ -1,5 +1,7 @@
-//! `kiln-local-stack up|down|status`: the whole local stack (control plane, emulated
-//! node, registry, git server) as a background process for demos and manual tests.
+//! `kiln-local-stack up|down|status`: the whole local stack (control plane, a real node
+//! with containerd and kubelet, registry, git server) as a background process for demos
+//! and manual tests. The node has the `kiln-builder:dev` and `kiln-operator:dev` images
+//! made from the workspace's binaries next to this one (`hack/images.sh`).
 //!
 //! `up` starts `kiln-local-stack run` detached (own session), waits until it has written
 //! `info.json` to the state directory, and prints how to use the stack. `down` sends
@@ -17,9 +19,7 @@ use clap::{Parser, Subcommand};
 use kiln_e2e::stack::{LocalStack, StackInfo, StackOptions};
 
 #[derive(Parser)]
-#[command(
-    about = "Kiln's local Kubernetes stack: control plane, emulated node, registry, git server"
-)]
+#[command(about = "Kiln's local Kubernetes stack: control plane, real node, registry, git server")]
 struct Cli {
     /// State directory (kubeconfig, logs, pid); default $KILN_CACHE_DIR/local-stack.
     #[arg(long, global = true)]
@@ -182,9 +182,13 @@ fn run(state_dir: &Path, base_images: bool) -> anyhow::Result<()> {
     std::fs::write(state_dir.join(PID_FILE), std::process::id().to_string())?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
+        let node_images = ["builder", "operator"]
+            .into_iter()
+            .map(kiln_e2e::images::workspace_image)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let stack = LocalStack::start(StackOptions {
             state_dir: Some(state_dir.to_owned()),
-            image_map: None,
+            node_images,
             base_images,
             ..StackOptions::default()
         })

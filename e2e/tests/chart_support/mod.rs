@@ -13,8 +13,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, Scope};
 
-/// The Helm version `hack/setup.d/40-helm.sh` builds.
-pub const HELM_VERSION: &str = "v3.22.0";
+pub use kiln_e2e::chart::helm;
 
 /// Field manager of every apply these tests make.
 pub const MANAGER: &str = "kiln-chart-test";
@@ -30,26 +29,6 @@ pub fn repo_root() -> PathBuf {
 /// `charts/kiln`.
 pub fn chart_dir() -> PathBuf {
     repo_root().join("charts/kiln")
-}
-
-/// The helm binary built by `hack/setup.d/40-helm.sh` (or `$HELM`). A missing binary is
-/// an error naming the setup script: these tests never skip.
-pub fn helm() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("HELM") {
-        return Ok(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("KILN_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kiln")))
-        .context("neither KILN_CACHE_DIR nor HOME is set")?;
-    let path = cache.join("helm").join(HELM_VERSION).join("bin/helm");
-    if !path.is_file() {
-        bail!(
-            "helm {HELM_VERSION} not found at {}: run hack/setup.sh (hack/setup.d/40-helm.sh)",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 /// A `helm` command whose cache/config/data homes are inside `home` (Helm writes there

@@ -11,9 +11,10 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use kiln_operator::config::Platform;
+use kiln_operator::config::render::{EnvValues, RenderContext};
 use kiln_operator::digest::DigestMode;
 use kiln_operator::plan::project::{
-    ImageBuildKind, PlanRequest, ProjectPlan, StagedDockerfileVersion, plan_project,
+    ImageBuildKind, PlanRequest, ProjectPlan, StagedDockerfileVersion, plan_project, render_config,
 };
 use kiln_operator::plan::stage_images::{werf_images, werf_sets};
 use kiln_operator::plan::{DEFAULT_PARALLEL_TASKS_LIMIT, ParallelOptions};
@@ -91,6 +92,20 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+    /// Print werf.yaml rendered (Go templates, `.werf` partials, `env`) and stop, as
+    /// `werf config render` does.
+    #[arg(long)]
+    pub render: bool,
+    /// `.Env` of werf.yaml templates (werf's `--env`).
+    #[arg(long = "env", value_name = "ENV", default_value = "", env = "WERF_ENV")]
+    pub werf_env: String,
+    /// Templates directory inside the repository (werf's `--config-templates-dir`).
+    #[arg(long, value_name = "DIR", env = "WERF_CONFIG_TEMPLATES_DIR")]
+    pub config_templates_dir: Option<String>,
+    /// werf's `--loose-giterminism`: `env` may read any variable, an unset one without a
+    /// default renders empty.
+    #[arg(long, env = "WERF_LOOSE_GITERMINISM")]
+    pub loose_giterminism: bool,
     /// Images to plan (with what they depend on); all when none are given.
     #[arg(value_name = "IMAGE")]
     pub images: Vec<String>,
@@ -122,8 +137,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             parallel: args.parallel,
             tasks_limit: args.parallel_tasks_limit,
         },
+        // On a workstation `env` reads the process environment, as werf does.
+        render: RenderContext {
+            env: EnvValues::Process,
+            werf_env: args.werf_env.clone(),
+            loose_giterminism: args.loose_giterminism,
+            templates_dir: args.config_templates_dir.clone(),
+        },
         digest_mode: args.digest_mode.into(),
     };
+    if args.render {
+        let (_, rendered) = render_config(&tree, &request)?;
+        print!("{rendered}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let plan = plan_project(&tree, &request)?;
     let out = match args.output {
         Output::Text => render_text(&plan),

@@ -121,6 +121,13 @@ pub enum ConfigErrorKind {
         /// The missing image.
         name: String,
     },
+    /// werf.yaml (or a `.werf` template) failed to render: the template, line, column,
+    /// function and message.
+    #[error("{0}")]
+    Template(super::template::TemplateError),
+    /// Rendering could not read the project (`werf-giterminism.yaml`, files of the commit).
+    #[error("rendering werf.yaml: {0}")]
+    Render(String),
     /// Images depend on each other in a cycle.
     #[error("dependency cycle: {}", .0.join(" → "))]
     DependencyCycle(

@@ -3,12 +3,15 @@
 //! validated the way werf v2 does. Effective values (staged, cache version, platforms) follow
 //! werf's precedence rules.
 //!
-//! Not supported: werf.yaml Go templating (`{{ }}`) and `.werf/` includes — the file is read as
-//! plain YAML.
+//! werf.yaml is a Go template first ([`render`]: `.werf/*.tmpl` partials, Sprig, `env`,
+//! `.Files`, `.Commit`); [`WerfConfig::load`] renders and then parses, [`WerfConfig::parse`]
+//! parses text that is already plain YAML.
 
 mod error;
 mod lines;
 mod platform;
+pub mod render;
+pub mod template;
 mod types;
 mod validate;
 
@@ -162,6 +165,25 @@ impl WerfConfig {
         parse(file, text)
     }
 
+    /// Renders werf.yaml `text` as werf does ([`render::render`]) and parses the result.
+    /// Returns the config and the rendered text (`werf config render`'s output). Text
+    /// without `{{` is not rendered (it renders to itself).
+    ///
+    /// Errors: everything [`WerfConfig::parse`] reports, plus
+    /// [`ConfigErrorKind::Template`] (line of werf.yaml when the error is in it) and
+    /// [`ConfigErrorKind::Render`].
+    pub fn load(
+        file: &str,
+        text: &str,
+        files: &dyn render::CommitFiles,
+        commit: &render::CommitInfo,
+        context: &render::RenderContext,
+    ) -> Result<(WerfConfig, String), ConfigError> {
+        let rendered = render_text(file, text, files, commit, context)?;
+        let config = parse(file, &rendered)?;
+        Ok((config, rendered))
+    }
+
     /// The image named `name`.
     pub fn image(&self, name: &str) -> Option<&ImageConfig> {
         self.images.iter().find(|i| i.name == name)
@@ -196,6 +218,35 @@ impl WerfConfig {
             vec![Platform::linux_amd64()]
         }
     }
+}
+
+/// Renders werf.yaml `text` (unchanged when it has no `{{`); errors as in [`WerfConfig::load`].
+pub fn render_text(
+    file: &str,
+    text: &str,
+    files: &dyn render::CommitFiles,
+    commit: &render::CommitInfo,
+    context: &render::RenderContext,
+) -> Result<String, ConfigError> {
+    if !render::is_template(text) {
+        return Ok(text.to_string());
+    }
+    render::render(text, files, commit, context).map_err(|e| {
+        let (line, kind) = match e {
+            render::RenderError::Template(t) => (
+                (t.template == render::WERF_CONFIG_TEMPLATE && t.line > 0).then_some(t.line),
+                ConfigErrorKind::Template(*t),
+            ),
+            render::RenderError::Project(message) => (None, ConfigErrorKind::Render(message)),
+        };
+        ConfigError {
+            file: file.to_string(),
+            document: None,
+            image: None,
+            line,
+            kind: Box::new(kind),
+        }
+    })
 }
 
 /// What pass one learned about a document.

@@ -69,6 +69,12 @@ fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
 
 /// Writes `status` with server-side apply (field manager [`MANAGER`]), unless it equals the
 /// current one.
+///
+/// The write is conditional on the `resourceVersion` this pass read: a pass that started
+/// from a stale copy of the ImageBuild (the watch had not yet delivered the previous pass's
+/// write) gets [`Error::StaleImageBuild`] instead of overwriting a newer status — for
+/// example a `Succeeded` status with a report, after the builder pods it was read from
+/// are gone.
 pub async fn write_status(
     ib: &ImageBuild,
     ctx: &Context,
@@ -78,16 +84,61 @@ pub async fn write_status(
         return Ok(());
     }
     let api = ctx.builds(&ib.namespace().unwrap_or_default());
-    let patch = json!({
+    let patch = status_patch(ib, status);
+    match api
+        .patch_status(
+            &ib.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::StaleImageBuild),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// The server-side apply patch of a status write; carries the read `resourceVersion` (when
+/// known) as the optimistic-concurrency precondition.
+fn status_patch(ib: &ImageBuild, status: &ImageBuildStatus) -> serde_json::Value {
+    let mut patch = json!({
         "apiVersion": ImageBuild::api_version(&()),
         "kind": ImageBuild::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &ib.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    if let Some(rv) = &ib.metadata.resource_version {
+        patch["metadata"] = json!({ "resourceVersion": rv });
+    }
+    patch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_crds::ImageBuildSpec;
+
+    fn build(resource_version: Option<&str>) -> ImageBuild {
+        let spec: ImageBuildSpec = serde_json::from_value(json!({
+            "source": {"git": {"url": "https://git.example.org/a.git"}},
+            "repo": "registry.example.org/a",
+        }))
+        .unwrap();
+        let mut ib = ImageBuild::new("a", spec);
+        ib.metadata.resource_version = resource_version.map(str::to_owned);
+        ib
+    }
+
+    #[test]
+    fn status_patch_is_conditional_on_the_read_resource_version() {
+        let patch = status_patch(&build(Some("42")), &ImageBuildStatus::default());
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        assert_eq!(patch["kind"], "ImageBuild");
+    }
+
+    #[test]
+    fn status_patch_without_a_resource_version_is_unconditional() {
+        let patch = status_patch(&build(None), &ImageBuildStatus::default());
+        assert!(patch.get("metadata").is_none());
+    }
 }

@@ -246,6 +246,17 @@ pub fn decide(view: &UnitView, limits: Limits) -> UnitStep {
             dependency: dependency.clone(),
         });
     }
+    // Our pod still runs although every stage is in the stages storage: it pushed the last
+    // one and has not exited yet (the stages are under our locks, so no other build can
+    // have published them). Its termination message is the record of what this build built
+    // (the report's `rebuilt` and build times), so the unit is done only once it has exited.
+    if let Some(pod) = &view.own_pod
+        && pod.outcome == PodOutcome::Running
+    {
+        return UnitStep::Wait(WaitReason::OwnPod {
+            pod: pod.name.clone(),
+        });
+    }
     let missing = view.missing();
     if missing.is_empty() {
         return view.when_found();

@@ -20,6 +20,11 @@ pub enum Error {
     /// A Kubernetes API call failed (transient; retried).
     #[error("Kubernetes API: {0}")]
     Kube(#[source] kube::Error),
+    /// The status write was refused because the ImageBuild changed since this pass read
+    /// it (a `409 Conflict` on the `resourceVersion` precondition): the pass worked from a
+    /// stale copy, and the next one starts from the current object (transient; retried).
+    #[error("the ImageBuild changed since this pass read it; its status was not written")]
+    StaleImageBuild,
     /// The spec breaks a rule the schema cannot express.
     #[error("invalid ImageBuild spec: {0}")]
     InvalidSpec(#[source] SpecErrors),
@@ -67,6 +72,20 @@ pub enum Error {
         key: String,
         /// The entry's id.
         id: String,
+    },
+    /// A Secret, ConfigMap or key that `spec.configRendering.envValuesFrom` names is missing.
+    #[error(
+        "{what} (for werf.yaml env variable {variable:?}, from {field}) not found in namespace {namespace:?}"
+    )]
+    TemplateEnvNotFound {
+        /// What is missing (`Secret "x"`, `key "k" of ConfigMap "y"`).
+        what: String,
+        /// Namespace.
+        namespace: String,
+        /// The variable the entry gives.
+        variable: String,
+        /// The spec field.
+        field: &'static str,
     },
     /// The git Secret does not hold usable credentials.
     #[error(transparent)]
@@ -150,7 +169,9 @@ impl Error {
     pub fn reason(&self) -> Reason {
         use ProjectPlanError as P;
         match self {
-            Error::Kube(_) | Error::Internal(_) | Error::Lock(_) => Reason::InternalError,
+            Error::Kube(_) | Error::StaleImageBuild | Error::Internal(_) | Error::Lock(_) => {
+                Reason::InternalError
+            }
             Error::Storage { source, .. } => {
                 use crate::storage::StorageError as S;
                 match source.as_ref() {
@@ -170,6 +191,7 @@ impl Error {
             }
             Error::SecretNotFound { .. }
             | Error::BuildSecretKeyNotFound { .. }
+            | Error::TemplateEnvNotFound { .. }
             | Error::GitSecret(_) => Reason::SecretNotFound,
             Error::Source(e) => e.reason(),
             Error::Plan(e) => match e {
@@ -193,7 +215,9 @@ impl Error {
     /// The label of this error in the `kiln_reconcile_failures_total` metric: the reason,
     /// except `KubeApi` for transient API failures.
     pub fn metric_label(&self) -> &'static str {
-        if self.is_transient() {
+        if matches!(self, Error::StaleImageBuild) {
+            "StaleImageBuild"
+        } else if self.is_transient() {
             "KubeApi"
         } else {
             self.reason().as_str()
@@ -204,7 +228,7 @@ impl Error {
     /// input that end the build.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Kube(_) | Error::Lock(_) => true,
+            Error::Kube(_) | Error::StaleImageBuild | Error::Lock(_) => true,
             Error::Finalizer(e) => match e.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
                     e.is_transient()
@@ -220,6 +244,13 @@ impl Error {
 mod tests {
     use super::*;
     use kiln_crds::SpecError;
+
+    #[test]
+    fn a_stale_status_write_is_retried_under_its_own_label() {
+        let stale = Error::StaleImageBuild;
+        assert!(stale.is_transient());
+        assert_eq!(stale.metric_label(), "StaleImageBuild");
+    }
 
     #[test]
     fn reasons_and_labels() {

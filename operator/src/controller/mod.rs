@@ -31,6 +31,7 @@ pub mod act;
 pub mod building;
 pub mod cache;
 pub mod children;
+pub mod config_rendering;
 pub mod context;
 pub mod decide;
 pub mod error;
@@ -58,7 +59,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::watcher;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use context::{Context, FINALIZER, MANAGER, Settings};
 pub use error::Error;
@@ -72,6 +73,8 @@ use crate::pods::names::{COMPONENT_BUILDER, LABEL_COMPONENT};
 
 /// Delay before retrying after a transient error.
 pub const ERROR_REQUEUE: Duration = Duration::from_secs(10);
+/// How soon a pass whose status write met a newer ImageBuild is retried.
+const STALE_REQUEUE: Duration = Duration::from_secs(1);
 
 /// Reconciles one ImageBuild (the entry point for [`Controller::run`]).
 ///
@@ -101,6 +104,11 @@ pub async fn reconcile(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action,
 /// What to do after a failed reconcile: count it by reason and retry later.
 pub fn error_policy(ib: Arc<ImageBuild>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failure(error.metric_label());
+    if matches!(error, Error::StaleImageBuild) {
+        // Not a failure of the build: the watch delivers the newer object at once.
+        debug!(imagebuild = %ib.name_any(), "status write on a stale copy refused; retrying");
+        return Action::requeue(STALE_REQUEUE);
+    }
     warn!(imagebuild = %ib.name_any(), reason = error.metric_label(), error = %error, "reconcile failed");
     Action::requeue(ERROR_REQUEUE)
 }
@@ -181,7 +189,7 @@ async fn building_step(
         Some(hit) => hit,
         None => {
             let resolved = source::resolve(ib, ctx, Some(&commit)).await?;
-            let plan = planning::plan(ib, request, &resolved.mirror, &commit).await?;
+            let plan = planning::plan(ib, &ctx.client, request, &resolved.mirror, &commit).await?;
             ctx.cache
                 .store_plan(&uid, generation, &commit, resolved.mirror.clone(), &plan);
             (resolved.mirror, plan)

@@ -21,18 +21,22 @@ use crate::source::GitTree;
 /// from `spec.config.path` in the commit (default `werf.yaml`, then `werf.yml`) or is
 /// `spec.config.inline` (its Dockerfiles and files still come from the commit).
 ///
+/// werf.yaml is rendered with `spec.configRendering` ([`super::config_rendering`]).
 /// Stage digests are computed in the request's digest mode (`spec.digestMode`, else the
 /// operator's).
 ///
 /// Errors: [`Error::InvalidSpec`] for a bad `spec.config`, [`Error::InvalidPlatform`],
-/// [`Error::Plan`].
+/// [`Error::TemplateEnvNotFound`], [`Error::Plan`] (template errors are
+/// `ProjectPlanError::Config`).
 #[tracing::instrument(skip_all, fields(commit = %commit))]
 pub async fn plan(
     ib: &ImageBuild,
+    client: &kube::Client,
     request: &BuildRequest,
     mirror: &Path,
     commit: &str,
 ) -> Result<ProjectPlan, Error> {
+    let render = super::config_rendering::render_context(ib, client).await?;
     let (config_path, inline_config) = match ib.spec.config_source() {
         Ok(ConfigSource::Default) => ("werf.yaml".to_owned(), None),
         Ok(ConfigSource::Path(p)) => (p.to_owned(), None),
@@ -56,6 +60,7 @@ pub async fn plan(
             platforms: &platforms,
             staged_dockerfile_version: staged,
             parallel,
+            render,
             digest_mode,
         };
         plan_project(&tree, &request).map_err(Error::Plan)
@@ -85,7 +90,7 @@ pub async fn plan_step(
 ) -> Result<Action, Error> {
     let planned = async {
         let resolved = source::resolve(ib, ctx, current.commit.as_deref()).await?;
-        let plan = plan(ib, request, &resolved.mirror, &resolved.commit).await?;
+        let plan = plan(ib, &ctx.client, request, &resolved.mirror, &resolved.commit).await?;
         Ok::<_, Error>((resolved, plan))
     }
     .await;

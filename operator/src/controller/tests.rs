@@ -482,3 +482,137 @@ async fn a_malformed_werf_yaml_fails_with_invalid_config() {
     assert!(message.starts_with("werf.yaml"), "{message}");
     assert!(message.contains("YAML syntax error"), "{message}");
 }
+
+/// A git repository (file:// URL and commit) holding `files`.
+fn repo_with(root: &Path, files: &[(&str, &str)]) -> (String, String) {
+    let dir = root.join("project");
+    for (path, content) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-q", "-m", "project"]);
+    let commit = git(&dir, &["rev-parse", "HEAD"]);
+    (format!("file://{}", dir.display()), commit)
+}
+
+const TEMPLATED_WERF_YAML: &str = r#"project: {{ env "CI_PROJECT" }}
+configVersion: 1
+{{- range $name := splitList "," (env "CI_SERVICES") }}
+---
+image: {{ $name }}
+dockerfile: Dockerfile
+{{- end }}
+"#;
+
+const ALLOW_CI_VARIABLES: &str = "giterminismConfigVersion: 1\nconfig:\n  goTemplateRendering:\n    allowEnvVariables: [/CI_.*/]\n";
+
+#[tokio::test]
+async fn planning_renders_werf_yaml_with_env_values_from_the_spec_and_a_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, _) = repo_with(
+        tmp.path(),
+        &[
+            ("werf.yaml", TEMPLATED_WERF_YAML),
+            ("werf-giterminism.yaml", ALLOW_CI_VARIABLES),
+            ("Dockerfile", "FROM busybox\n"),
+        ],
+    );
+    let (ctx, handle) = test_context(&tmp.path().join("cache"));
+    let ib = build(
+        json!({"source": {"git": {"url": url, "revision": "main"}},
+               "configRendering": {
+                   "envValues": {"CI_PROJECT": "shop", "CI_SERVICES": "overridden"},
+                   "envValuesFrom": [{"name": "CI_SERVICES",
+                                      "secretKeyRef": {"name": "build-env", "key": "services"}}]}}),
+        None,
+    );
+    let secret = expect(
+        "GET",
+        "/api/v1/namespaces/ci/secrets/build-env",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "build-env", "namespace": "ci"},
+               "data": {"services": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "api,worker")}}),
+    );
+    let server = tokio::spawn(serve(handle, vec![secret, status_ok(&ib), event_ok()]));
+    reconcile(Arc::new(ib), ctx).await.unwrap();
+    let bodies = server.await.unwrap();
+    let status = &bodies[1]["status"];
+    assert_eq!(status["phase"], "Building", "{status}");
+    assert_eq!(status["plan"]["sets"], json!([["api", "worker"]]));
+}
+
+#[tokio::test]
+async fn a_template_error_fails_with_invalid_config_naming_template_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, _) = repo_with(
+        tmp.path(),
+        &[
+            (
+                "werf.yaml",
+                "project: shop\nconfigVersion: 1\n---\nimage: app\nfrom: {{ required \"set the base image\" .Base }}\n",
+            ),
+            ("Dockerfile", "FROM busybox\n"),
+        ],
+    );
+    let (ctx, handle) = test_context(&tmp.path().join("cache"));
+    let ib = build(
+        json!({"source": {"git": {"url": url, "revision": "main"}}}),
+        None,
+    );
+    let mut script = delete_children_script();
+    script.push(status_ok(&ib));
+    script.push(event_ok());
+    let server = tokio::spawn(serve(handle, script));
+    reconcile(Arc::new(ib), ctx).await.unwrap();
+    let bodies = server.await.unwrap();
+    let cond = &bodies[3]["status"]["conditions"][0];
+    assert_eq!(bodies[3]["status"]["phase"], "Failed");
+    assert_eq!(cond["reason"], "InvalidConfig");
+    let message = cond["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("werf.yaml, line 5: template: werfConfig:5:10: executing \"werfConfig\" at <required \"set the base image\" .Base>: error calling required: set the base image"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_env_value_secret_fails_with_secret_not_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, _) = repo_with(
+        tmp.path(),
+        &[
+            ("werf.yaml", TEMPLATED_WERF_YAML),
+            ("Dockerfile", "FROM busybox\n"),
+        ],
+    );
+    let (ctx, handle) = test_context(&tmp.path().join("cache"));
+    let ib = build(
+        json!({"source": {"git": {"url": url, "revision": "main"}},
+               "configRendering": {"envValuesFrom": [{"name": "CI_SERVICES",
+                   "configMapKeyRef": {"name": "build-env", "key": "services"}}]}}),
+        None,
+    );
+    let mut script = vec![Expect {
+        status: 404,
+        ..expect(
+            "GET",
+            "/api/v1/namespaces/ci/configmaps/build-env",
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                   "reason": "NotFound", "code": 404, "message": "configmaps \"build-env\" not found"}),
+        )
+    }];
+    script.extend(delete_children_script());
+    script.push(status_ok(&ib));
+    script.push(event_ok());
+    let server = tokio::spawn(serve(handle, script));
+    reconcile(Arc::new(ib), ctx).await.unwrap();
+    let bodies = server.await.unwrap();
+    let cond = &bodies[4]["status"]["conditions"][0];
+    assert_eq!(cond["reason"], "SecretNotFound");
+    assert_eq!(
+        cond["message"],
+        "ConfigMap \"build-env\" (for werf.yaml env variable \"CI_SERVICES\", from spec.configRendering.envValuesFrom) not found in namespace \"ci\""
+    );
+}

@@ -14,6 +14,7 @@ use super::{
     BuildSets, DockerfileTarget, ImageGraph, ParallelOptions, PlanError, Relation, StageBuilder,
     build_sets, planned_once,
 };
+use crate::config::render::{CommitInfo, RenderContext};
 use crate::config::{ConfigError, ImageConfig, ImageKind, Platform, StapelImage, WerfConfig};
 use crate::digest::staged::StagedInputs;
 use crate::digest::stapel::{
@@ -56,6 +57,9 @@ pub struct PlanRequest<'a> {
     pub staged_dockerfile_version: StagedDockerfileVersion,
     /// `--parallel` / `--parallel-tasks-limit`.
     pub parallel: ParallelOptions,
+    /// What werf.yaml templates see from outside the commit (`env` values, `.Env`,
+    /// giterminism, templates directory).
+    pub render: RenderContext,
     /// werf-identical or strict stage digests.
     pub digest_mode: DigestMode,
 }
@@ -69,6 +73,7 @@ impl Default for PlanRequest<'_> {
             platforms: &[],
             staged_dockerfile_version: StagedDockerfileVersion::V1,
             parallel: ParallelOptions::default(),
+            render: RenderContext::default(),
             digest_mode: DigestMode::Werf,
         }
     }
@@ -269,10 +274,9 @@ pub fn plan_project_with_facts(
     facts: &DockerfileFacts<'_>,
 ) -> Result<ProjectPlan, ProjectPlanError> {
     cache_large_trees();
-    let config = match request.inline_config {
-        Some(text) => WerfConfig::parse(INLINE_CONFIG_NAME, text)?,
-        None => read_config(tree, request.config_path)?,
-    };
+    let (file, text) = config_text(tree, request)?;
+    let commit = commit_info(tree);
+    let (config, _) = WerfConfig::load(&file, &text, tree, &commit, &request.render)?;
     let (targets, stage_images) = dockerfile_targets(tree, &config)?;
     let graph = ImageGraph::from_config(&config, &targets)?;
     let sets = build_sets(&graph, request.images, request.parallel)?;
@@ -380,7 +384,44 @@ fn cache_large_trees() {
     });
 }
 
-fn read_config(tree: &GitTree, path: &str) -> Result<WerfConfig, ProjectPlanError> {
+/// werf.yaml rendered at `tree`'s commit as werf renders it (`werf config render`): the
+/// file name errors use and the rendered text.
+///
+/// Errors: [`ProjectPlanError::ConfigNotFound`], [`ProjectPlanError::ConfigNotUtf8`],
+/// [`ProjectPlanError::Config`] for template errors.
+pub fn render_config(
+    tree: &GitTree,
+    request: &PlanRequest<'_>,
+) -> Result<(String, String), ProjectPlanError> {
+    let (file, text) = config_text(tree, request)?;
+    let rendered =
+        crate::config::render_text(&file, &text, tree, &commit_info(tree), &request.render)?;
+    Ok((file, rendered))
+}
+
+/// The commit's hash and author time for `.Commit` (werf uses the author date).
+fn commit_info(tree: &GitTree) -> CommitInfo {
+    let when = git2::Oid::from_str(tree.commit_id())
+        .and_then(|oid| tree.repo().find_commit(oid))
+        .map(|c| c.author().when())
+        .ok();
+    CommitInfo {
+        hash: tree.commit_id().to_string(),
+        time_unix: when.map_or(0, |w| w.seconds()),
+        offset_minutes: when.map_or(0, |w| w.offset_minutes()),
+    }
+}
+
+/// The werf.yaml source: the inline text, or the file at `config_path` (`werf.yml` when the
+/// default `werf.yaml` is absent).
+fn config_text(
+    tree: &GitTree,
+    request: &PlanRequest<'_>,
+) -> Result<(String, String), ProjectPlanError> {
+    if let Some(text) = request.inline_config {
+        return Ok((INLINE_CONFIG_NAME.to_string(), text.to_string()));
+    }
+    let path = request.config_path;
     let mut found = tree.read_file(path)?.map(|b| (path, b));
     if found.is_none() && path == "werf.yaml" {
         found = tree.read_file("werf.yml")?.map(|b| ("werf.yml", b));
@@ -395,7 +436,7 @@ fn read_config(tree: &GitTree, path: &str) -> Result<WerfConfig, ProjectPlanErro
         path: path.to_string(),
         commit: tree.commit_id().to_string(),
     })?;
-    Ok(WerfConfig::parse(path, &text)?)
+    Ok((path.to_string(), text))
 }
 
 /// Werf images of staged images, see [`ProjectPlan::stage_images`].

@@ -130,6 +130,21 @@ fn rows() -> Vec<Row> {
             reason: Reason::Building,
         },
         Row {
+            // Regression: with a real kubelet the last stage is in the registry a moment
+            // before the pod's status says it exited; finishing then lost the pod's result
+            // (every stage reported as not rebuilt).
+            name: "every stage found while our pod has not exited yet",
+            view: UnitView {
+                found: vec![true, true],
+                ..with_pod(PodOutcome::Running, None)
+            },
+            limits: limits(0, None),
+            step: UnitStep::Wait(WaitReason::OwnPod {
+                pod: "pod-a".into(),
+            }),
+            reason: Reason::Building,
+        },
+        Row {
             name: "pod succeeded and its stages are found",
             view: with_pod(terminated(0, ok_result()), Some(vec![true, true])),
             limits: limits(0, None),

@@ -4,6 +4,8 @@ pub mod config;
 pub mod controller;
 pub mod digest;
 pub mod dockerfile;
+pub mod facts;
+pub mod job;
 pub mod leader;
 pub mod lock;
 pub mod metrics;

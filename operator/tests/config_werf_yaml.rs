@@ -79,7 +79,7 @@ dockerfile: base.Dockerfile
     assert_eq!(args["DEBUG"], "true");
     assert_eq!(args["RATIO"], "1.5");
     assert_eq!(args["NAME"], "api");
-    assert_eq!(d.dependencies[0].imports[0].kind, "ImageTag");
+    assert_eq!(d.dependencies[0].imports[0].kind.as_str(), "ImageTag");
     assert_eq!(
         d.dependencies[0].imports[0].target_build_arg.as_deref(),
         Some("BASE_TAG")
@@ -526,7 +526,7 @@ fn dependency_rules_per_image_kind() {
         "{META}---\nimage: a\ndockerfile: D\ndependencies:\n- image: b\n  imports:\n  - type: ImageSize\n    targetBuildArg: X\n---\nimage: b\ndockerfile: D\n"
     ));
     assert!(
-        matches!(&*e.kind, ConfigErrorKind::InvalidValue(m) if m.contains("ImageSize")),
+        matches!(&*e.kind, ConfigErrorKind::InvalidValue(m) if m.contains("ImageSize") && m.contains("imports[0].type")),
         "{e}"
     );
     // Dockerfile imports need targetBuildArg.

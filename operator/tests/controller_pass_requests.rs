@@ -2,9 +2,10 @@
 //! find it running): a staged Dockerfile image
 //! on a base image from a real registry, a git and a registry Secret, and a Kubernetes API
 //! that answers every request generically and counts them. The plan of the pinned commit
-//! and the base image's environment are computed once per build generation, and the leases
-//! of a running pod are held here, so a later pass reads neither the git Secret, nor the
-//! base image, nor the lock ConfigMap. `--nocapture` prints the requests of each pass.
+//! the base image's environment and the registry credentials are computed once per build
+//! generation, and the leases of a running pod are held here, so a later pass reads neither
+//! a Secret, nor the base image, nor the lock ConfigMap: one API request (its own pods) and
+//! one registry request (the stages' tags). `--nocapture` prints the requests of each pass.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -236,10 +237,20 @@ async fn later_passes_of_a_building_reconcile_reuse_the_plan_and_base_image_fact
     let reads = |lines: &[String], what: &str| lines.iter().filter(|l| l.contains(what)).count();
     assert_eq!(reads(first_api, "/secrets/git"), 1, "{first_api:?}");
     assert_eq!(reads(later_api, "/secrets/git"), 0, "{later_api:?}");
+    assert_eq!(reads(first_api, "/secrets/registry"), 1, "{first_api:?}");
+    assert_eq!(reads(later_api, "/secrets/registry"), 0, "{later_api:?}");
     // The running pod's leases are held by this process: no lock request either.
     assert_eq!(reads(later_api, "/configmaps/"), 0, "{later_api:?}");
     assert!(reads(first_registry, "/base/") > 0, "{first_registry:?}");
     assert_eq!(reads(later_registry, "/base/"), 0, "{later_registry:?}");
+    // What a later pass costs: the build's pods, the stages' tags (2 API requests before
+    // the credentials were cached).
+    assert_eq!(
+        later_api,
+        &["GET /api/v1/namespaces/ci/pods"],
+        "{later_api:?}"
+    );
+    assert_eq!(later_registry.len(), 1, "{later_registry:?}");
 }
 
 /// Regression: the condition reason was read from the progress notes ("waits for" → always

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use kiln_operator::controller::base_image::base_image_env;
+use kiln_operator::facts::base_image_env;
 use kiln_operator::storage::{RegistryClient, RegistryClientConfig, StorageError};
 use kiln_testkit::base_images::push_busybox;
 use kiln_testkit::registry::TestRegistry;

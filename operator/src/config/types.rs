@@ -204,23 +204,52 @@ pub struct Dependency {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DependencyImport {
-    /// `ImageName`, `ImageTag`, `ImageRepo`, `ImageID` or `ImageDigest`.
+    /// Which identifier of the dependency (`type:`); another value is refused when
+    /// werf.yaml is read, naming the field (`dependencies[0].imports[0].type`).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ImportKind,
     /// Dockerfile images: the build arg receiving the value.
     pub target_build_arg: Option<String>,
     /// Stapel images: the environment variable receiving the value.
     pub target_env: Option<String>,
 }
 
-/// The identifiers a dependency can pass (`dependencies[].imports[].type`).
-pub const DEPENDENCY_IMPORT_TYPES: &[&str] = &[
-    "ImageName",
-    "ImageTag",
-    "ImageRepo",
-    "ImageID",
-    "ImageDigest",
-];
+/// The identifiers a dependency can pass (`dependencies[].imports[].type`), as werf names
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+pub enum ImportKind {
+    /// The published image's name, `REPO:TAG`.
+    #[default]
+    ImageName,
+    /// Its tag, `DIGEST-TIMESTAMP`.
+    ImageTag,
+    /// Its repository, `REPO`.
+    ImageRepo,
+    /// Its config digest (`sha256:...`).
+    #[serde(rename = "ImageID")]
+    ImageId,
+    /// Its manifest digest (`sha256:...`).
+    ImageDigest,
+}
+
+impl ImportKind {
+    /// The werf.yaml spelling (`ImageName`, ..., `ImageID`, `ImageDigest`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportKind::ImageName => "ImageName",
+            ImportKind::ImageTag => "ImageTag",
+            ImportKind::ImageRepo => "ImageRepo",
+            ImportKind::ImageId => "ImageID",
+            ImportKind::ImageDigest => "ImageDigest",
+        }
+    }
+}
+
+impl std::fmt::Display for ImportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// `secrets[]`: a build secret, exactly one of `env`, `src`, `value`. Not in any digest.
 #[derive(Debug, Clone, Default, Deserialize)]

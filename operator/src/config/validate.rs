@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use serde_yaml_ng::Value;
 
 use super::{
-    ConfigError, ConfigErrorKind, Ctx, DEPENDENCY_IMPORT_TYPES, ImageConfig, ImageKind, Platform,
-    RawMeta, Secret, StringList, WerfConfig,
+    ConfigError, ConfigErrorKind, Ctx, ImageConfig, ImageKind, Platform, RawMeta, Secret,
+    StringList, WerfConfig,
 };
 use crate::slug;
 
@@ -181,16 +181,6 @@ fn check_image(ctx: &Ctx<'_>, image: &ImageConfig) -> Result<(), ConfigError> {
         }
         for (j, import) in dep.imports.iter().enumerate() {
             let at = format!("{at}.imports[{j}]");
-            if !DEPENDENCY_IMPORT_TYPES.contains(&import.kind.as_str()) {
-                return Err(invalid(
-                    "type",
-                    format!(
-                        "`{at}.type` is {:?}; expected one of {}",
-                        import.kind,
-                        DEPENDENCY_IMPORT_TYPES.join(", ")
-                    ),
-                ));
-            }
             let (needed, forbidden) = if is_dockerfile {
                 (&import.target_build_arg, &import.target_env)
             } else {

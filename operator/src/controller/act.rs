@@ -14,10 +14,10 @@ use kube::api::{Api, PostParams};
 use super::context::Context;
 use super::decide::{Attempt, UnitView};
 use super::error::Error;
-use super::job::{JobInput, build_job};
 use super::leases::{release_guards, take_all};
 use super::secrets;
-use super::staged::{StagedLookup, lookup_digests};
+use super::staged::lookup_digests;
+use crate::job::{JobInput, build_job};
 use crate::lock::StageLocks;
 use crate::plan::project::{ImagePlan, ProjectPlan};
 use crate::pods::{self, BuilderPodRequest, PodOutcome, pod_outcome};
@@ -132,14 +132,13 @@ pub async fn attempt_build(
     }
     let job = match build_job(&JobInput {
         ib,
-        request: pass.request,
+        network: pass.request.network,
         plan,
         unit,
         missing,
-        staged: StagedLookup {
-            units: staged,
-            found: &again,
-        },
+        found: &again,
+        staged_stages: staged.stages(unit),
+        dependency_args: &staged.dependency_args(unit),
         insecure_registries: &ctx.settings.insecure_registries,
     }) {
         Ok(job) => job,
@@ -147,7 +146,7 @@ pub async fn attempt_build(
             // Refused (e.g. an unsupported instruction): free the stages now rather than
             // when the leases expire.
             release_guards(guards).await;
-            return Ok((Attempt::Refused(e.to_string()), Some(e)));
+            return Ok((Attempt::Refused(e.to_string()), Some(e.into())));
         }
     };
     let job_json = job.to_json();

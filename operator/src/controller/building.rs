@@ -24,7 +24,7 @@ use super::decide::{self, Limits, UnitStep, WaitReason};
 use super::error::Error;
 use super::observe::{Pass, observe_unit, pod_ref, storage_error};
 use super::request::BuildRequest;
-use super::staged::StagedUnits;
+use crate::facts::StagedUnits;
 use crate::plan::project::ProjectPlan;
 use crate::storage::{DockerConfig, RegistryClient, RegistryClientConfig, StagesStorage};
 
@@ -32,14 +32,42 @@ use crate::storage::{DockerConfig, RegistryClient, RegistryClientConfig, StagesS
 pub const POLL: Duration = Duration::from_secs(3);
 
 /// The stages storage view of `ib` for this reconcile: credentials from
-/// `spec.registrySecretRef`, the four kinds of repos from the request.
+/// `spec.registrySecretRef` (read once per build generation and `commit`, then from
+/// [`Context::cache`]), the four kinds of repos from the request.
 ///
 /// Errors: the Secret is missing or not a docker config.
 pub async fn connect_storage(
     ib: &ImageBuild,
     ctx: &Context,
     request: &BuildRequest,
+    commit: &str,
 ) -> Result<StagesStorage, Error> {
+    let uid = ib.uid().unwrap_or_default();
+    let generation = ib.metadata.generation;
+    let credentials = match ctx.cache.credentials(&uid, generation, commit) {
+        Some(credentials) => credentials,
+        None => {
+            let credentials = registry_credentials(ib, ctx).await?;
+            ctx.cache
+                .store_credentials(&uid, generation, commit, credentials.clone());
+            credentials
+        }
+    };
+    let repos = request.repos.clone();
+    let client = RegistryClient::new(RegistryClientConfig {
+        credentials,
+        plain_http_registries: ctx.settings.insecure_registries.clone(),
+        ..RegistryClientConfig::default()
+    });
+    Ok(StagesStorage::new(client, repos))
+}
+
+/// The registry credentials of `spec.registrySecretRef` (anonymous without one), read from
+/// the API.
+///
+/// Errors: [`Error::SecretNotFound`]; [`Error::Storage`] when the Secret is not a valid
+/// docker config; API errors.
+async fn registry_credentials(ib: &ImageBuild, ctx: &Context) -> Result<DockerConfig, Error> {
     let mut credentials = DockerConfig::anonymous();
     if let Some(secret_ref) = &ib.spec.registry_secret_ref {
         let namespace = ib.namespace().unwrap_or_default();
@@ -62,13 +90,7 @@ pub async fn connect_storage(
         credentials = DockerConfig::from_secret_data(&secret_ref.name, &data)
             .map_err(storage_error("spec.registrySecretRef"))?;
     }
-    let repos = request.repos.clone();
-    let client = RegistryClient::new(RegistryClientConfig {
-        credentials,
-        plain_http_registries: ctx.settings.insecure_registries.clone(),
-        ..RegistryClientConfig::default()
-    });
-    Ok(StagesStorage::new(client, repos))
+    Ok(credentials)
 }
 
 pub use super::staged::unit_digests;

@@ -1,20 +1,23 @@
 //! What a building reconcile computes that does not change between polls of one build
-//! generation: the plan of the pinned commit (with the source mirror it was read from) and
-//! the environments of base images. Keyed by the ImageBuild's uid and valid only for the
+//! generation: the plan of the pinned commit (with the source mirror it was read from), the
+//! environments of base images and the registry credentials decoded from
+//! `spec.registrySecretRef`. Keyed by the ImageBuild's uid and valid only for the
 //! same generation and commit; forgotten when the build ends. Only an optimisation: after a
 //! restart everything is recomputed from the status and the outside world.
 //!
 //! Reading base-image environments once per build generation also matches werf, which
-//! reads a base image's config once per build process.
+//! reads a base image's config once per build process, and reading the registry Secret once
+//! matches werf reading its docker config once per process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::plan::project::ProjectPlan;
+use crate::storage::DockerConfig;
 
 /// (base reference, platform) → the `Env` of its config.
-pub type BaseEnvs = HashMap<(String, String), BTreeMap<String, String>>;
+pub use crate::facts::BaseEnvs;
 
 /// What is remembered of one build.
 #[derive(Debug, Clone)]
@@ -24,6 +27,7 @@ struct Entry {
     mirror: PathBuf,
     plan: Option<ProjectPlan>,
     envs: BaseEnvs,
+    credentials: Option<DockerConfig>,
 }
 
 /// The per-build cache, shared by all reconciles.
@@ -71,9 +75,11 @@ impl BuildCache {
                 mirror: mirror.clone(),
                 plan: None,
                 envs: BaseEnvs::new(),
+                credentials: None,
             });
             if entry.generation != generation || entry.commit != commit {
                 entry.envs.clear();
+                entry.credentials = None;
             }
             entry.generation = generation;
             entry.commit = commit.to_owned();
@@ -102,6 +108,41 @@ impl BuildCache {
                 .filter(|e| e.generation == generation && e.commit == commit)
             {
                 e.envs.extend(envs);
+            }
+        });
+    }
+
+    /// The registry credentials decoded for `uid` at `generation` and `commit` by an earlier
+    /// pass.
+    pub fn credentials(
+        &self,
+        uid: &str,
+        generation: Option<i64>,
+        commit: &str,
+    ) -> Option<DockerConfig> {
+        self.with(|entries| {
+            entries
+                .get(uid)
+                .filter(|e| e.generation == generation && e.commit == commit)
+                .and_then(|e| e.credentials.clone())
+        })
+    }
+
+    /// Remembers the registry credentials of `uid`, when its entry is of `generation` and
+    /// `commit` (the plan is stored first).
+    pub fn store_credentials(
+        &self,
+        uid: &str,
+        generation: Option<i64>,
+        commit: &str,
+        credentials: DockerConfig,
+    ) {
+        self.with(|entries| {
+            if let Some(e) = entries
+                .get_mut(uid)
+                .filter(|e| e.generation == generation && e.commit == commit)
+            {
+                e.credentials = Some(credentials);
             }
         });
     }
@@ -153,13 +194,24 @@ mod tests {
         assert!(cache.plan("other", Some(1), "c1").is_none());
 
         let mut envs = BaseEnvs::new();
-        envs.insert(("alpine".into(), "linux/amd64".into()), BTreeMap::new());
+        envs.insert(
+            ("alpine".into(), "linux/amd64".into()),
+            std::collections::BTreeMap::new(),
+        );
         cache.store_envs("u", Some(1), "c1", envs);
         assert_eq!(cache.envs("u", Some(1), "c1").len(), 1);
         assert!(cache.envs("u", Some(2), "c1").is_empty());
+        assert_eq!(cache.credentials("u", Some(1), "c1"), None);
+        cache.store_credentials("u", Some(1), "c1", DockerConfig::anonymous());
+        assert_eq!(
+            cache.credentials("u", Some(1), "c1"),
+            Some(DockerConfig::anonymous())
+        );
+        assert_eq!(cache.credentials("u", Some(1), "c2"), None);
         // A new generation starts over.
         cache.store_plan("u", Some(2), "c1", mirror, &p);
         assert!(cache.envs("u", Some(2), "c1").is_empty());
+        assert_eq!(cache.credentials("u", Some(2), "c1"), None);
         cache.forget("u");
         assert!(cache.is_empty());
     }

@@ -128,6 +128,36 @@ pub enum Error {
     Internal(String),
 }
 
+/// The job compiler's refusals keep their meaning: an unsupported image or stage and a spec
+/// lacking a build secret end the build `InvalidSpec`, a disagreement is internal.
+impl From<crate::job::JobError> for Error {
+    fn from(e: crate::job::JobError) -> Self {
+        use crate::job::JobError as J;
+        match e {
+            J::Unsupported(message) => Error::Unsupported(message),
+            J::InvalidSpec(errors) => Error::InvalidSpec(errors),
+            J::Internal(message) => Error::Internal(message),
+        }
+    }
+}
+
+/// Build-time facts failures keep their meaning (a registry error, a base image no
+/// registry has, a source or Dockerfile error, an unsupported dependency).
+impl From<crate::facts::FactsError> for Error {
+    fn from(e: crate::facts::FactsError) -> Self {
+        use crate::facts::FactsError as F;
+        match e {
+            F::Storage { operation, source } => Error::Storage { operation, source },
+            F::BaseImageNotFound { message, source } => {
+                Error::BaseImageNotFound { message, source }
+            }
+            F::Plan(e) => Error::Plan(e),
+            F::Unsupported(message) => Error::Unsupported(message),
+            F::Internal(message) => Error::Internal(message),
+        }
+    }
+}
+
 impl From<kube::Error> for Error {
     fn from(e: kube::Error) -> Self {
         Error::Kube(e)

@@ -9,9 +9,10 @@
 //! | validate: the spec parsed once into a typed [`request::BuildRequest`] | [`request`] | pure |
 //! | dereference: git Secret, revision → commit in the source mirror | [`source`] | I/O |
 //! | plan the pinned commit (cached per build generation in [`cache`]) | [`planning`] | I/O (git) |
-//! | build-time facts: base-image environments, stage image names, dependency build args | [`staged`], [`base_image`] | I/O (registry) |
+//! | build-time facts: base-image environments, stage image names, dependency build args, behind a [`crate::facts::FactSource`] (its own [`crate::facts::FactsError`]) | [`crate::facts`]; the digests to look up: [`staged`] | I/O (registry) / pure |
 //! | one pass per image × platform: [`observe`] (own pod, stages found), [`decide::decide`], [`act`] (locks, re-check, pod), orchestrated by [`building`] | [`observe`], [`decide`], [`act`], [`building`] | reads / **pure** / writes |
-//! | the builder job of a planned image × platform, the one dispatch on image kind | [`job`] (+ [`staged`], [`stapel`], [`secrets`]) | pure |
+//! | the builder job of a planned image × platform, the one dispatch on image kind | [`crate::job`] (its own [`crate::job::JobError`]) | pure |
+//! | werf.yaml `secrets:` checked against `spec.buildSecrets` and their Secrets | [`secrets`] | I/O |
 //! | publish: manifest lists, final repo, custom tags; the report assembled by [`crate::report`] | [`finish`] | I/O around a pure builder |
 //! | the next status, written with server-side apply | [`status`], [`children`] | pure / I/O |
 //!
@@ -27,7 +28,6 @@
 //! error shows `Planning`, a publish retried so shows `Publishing`.
 
 pub mod act;
-pub mod base_image;
 pub mod building;
 pub mod cache;
 pub mod children;
@@ -36,7 +36,6 @@ pub mod context;
 pub mod decide;
 pub mod error;
 pub mod finish;
-pub mod job;
 pub mod leases;
 pub mod observe;
 pub mod planning;
@@ -45,7 +44,6 @@ pub mod retention;
 pub mod secrets;
 pub mod source;
 pub mod staged;
-pub mod stapel;
 pub mod status;
 
 use std::sync::Arc;
@@ -197,11 +195,22 @@ async fn building_step(
             (resolved.mirror, plan)
         }
     };
-    let storage = building::connect_storage(ib, ctx, request).await?;
+    let storage = building::connect_storage(ib, ctx, request, &commit).await?;
     let mut envs = ctx.cache.envs(&uid, generation, &commit);
-    let staged = staged::resolve(ib, request, &mut plan, &storage, &mirror, &mut envs).await;
+    let registry = crate::facts::RegistryFacts {
+        storage: &storage,
+        mirrors: &ib.spec.registry_mirrors,
+    };
+    let staged = crate::facts::resolve(
+        &mut plan,
+        request.staged_version,
+        &registry,
+        &mirror,
+        &mut envs,
+    )
+    .await;
     ctx.cache.store_envs(&uid, generation, &commit, envs);
-    let staged = staged?;
+    let staged = staged.map_err(Error::from)?;
     let progress = building::advance(ib, ctx, request, &plan, &storage, &staged).await?;
     if progress.set < plan.sets.sets.len() {
         let message = format!(

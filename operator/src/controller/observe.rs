@@ -16,7 +16,8 @@ use super::context::Context;
 use super::decide::{self, OwnPod, UnitView};
 use super::error::Error;
 use super::request::BuildRequest;
-use super::staged::{StagedUnits, lookup_digests, waiting_stages};
+use super::staged::{lookup_digests, waiting_stages};
+use crate::facts::StagedUnits;
 use crate::lock::StageLocks;
 use crate::plan::project::{ImagePlan, ProjectPlan};
 use crate::pods::names::{

@@ -14,10 +14,7 @@ use super::context::{Context, now};
 use super::error::Error;
 use super::request::BuildRequest;
 use super::{secrets, source, status};
-use crate::digest::StagedMode;
-use crate::plan::project::{
-    PlanRequest, ProjectPlan, StagedDockerfileVersion as PlannerStaged, plan_project,
-};
+use crate::plan::project::{PlanRequest, ProjectPlan, plan_project};
 use crate::source::GitTree;
 
 /// Plans `ib` at `commit` from the mirror at `mirror`, on a blocking thread; werf.yaml comes
@@ -48,10 +45,7 @@ pub async fn plan(
     };
     let platforms = request.platforms.clone();
     let images = ib.spec.images.clone();
-    let staged = match request.staged_mode {
-        StagedMode::StagedV1 => PlannerStaged::V1,
-        _ => PlannerStaged::V2,
-    };
+    let staged = request.staged_version;
     let parallel = request.parallel;
     let digest_mode = request.digest_mode;
     let mirror = mirror.to_owned();

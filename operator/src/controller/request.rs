@@ -12,7 +12,7 @@ use kiln_crds::job::NetworkMode;
 use kiln_crds::werf::{Platform, RegistryMirror};
 
 use super::error::Error;
-use crate::digest::{DigestMode, StagedMode};
+use crate::digest::DigestMode;
 use crate::plan::ParallelOptions;
 use crate::storage::{RepoRef, StorageRepos};
 
@@ -30,7 +30,7 @@ pub struct BuildRequest {
     /// docker.io mirrors (`spec.registryMirrors`), in order.
     pub registry_mirrors: Vec<RegistryMirror>,
     /// How a staged Dockerfile image is split into stages (`spec.stagedDockerfileVersion`).
-    pub staged_mode: StagedMode,
+    pub staged_version: StagedDockerfileVersion,
     /// Concurrency inside a build set (`spec.parallel`, `spec.parallelTasksLimit`).
     pub parallel: ParallelOptions,
     /// At most this many builder pods at once per set; `None` for no limit.
@@ -104,10 +104,7 @@ impl BuildRequest {
             timeout,
             network,
             registry_mirrors,
-            staged_mode: match spec.staged_dockerfile_version {
-                StagedDockerfileVersion::V1 => StagedMode::StagedV1,
-                StagedDockerfileVersion::V2 => StagedMode::StagedV2,
-            },
+            staged_version: spec.staged_dockerfile_version,
             parallel: ParallelOptions {
                 parallel: spec.parallel,
                 tasks_limit: i64::from(spec.parallel_tasks_limit),
@@ -160,7 +157,7 @@ mod tests {
         assert_eq!(r.registry_mirrors[0].location, "127.0.0.1:5000");
         assert!(r.registry_mirrors[0].insecure);
         assert_eq!(r.repos.secondary_repos.len(), 1);
-        assert_eq!(r.staged_mode, StagedMode::StagedV2);
+        assert_eq!(r.staged_version, StagedDockerfileVersion::V2);
         assert_eq!(r.parallel_limit, Some(3));
     }
 

@@ -26,14 +26,18 @@ use crate::digest::{
 use crate::dockerfile::{Dockerfile, DockerfileError};
 use crate::source::{GitTree, SourceError, clean_repo_path};
 
-/// werf's `WERF_STAGED_DOCKERFILE_VERSION`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StagedDockerfileVersion {
-    /// One stage per instruction; the base image enters the first one (werf's default).
-    #[default]
-    V1,
-    /// Like v1 with a separate `FROM` stage.
-    V2,
+/// werf's `WERF_STAGED_DOCKERFILE_VERSION`: the one type of this setting, from the
+/// ImageBuild API (`spec.stagedDockerfileVersion`) to the planner and `kiln-operator plan`.
+pub use kiln_crds::imagebuild::StagedDockerfileVersion;
+
+/// How the digests of a Dockerfile image are computed: non-staged, or staged in the layout
+/// of `version` (werf's staged Dockerfile builder).
+pub fn staged_mode(staged: bool, version: StagedDockerfileVersion) -> StagedMode {
+    match (staged, version) {
+        (false, _) => StagedMode::NonStaged,
+        (true, StagedDockerfileVersion::V1) => StagedMode::StagedV1,
+        (true, StagedDockerfileVersion::V2) => StagedMode::StagedV2,
+    }
 }
 
 /// What to plan.
@@ -295,11 +299,7 @@ pub fn plan_project_with_facts(
             let (kind, stages) = match &image.kind {
                 ImageKind::Dockerfile(d) => {
                     let staged = config.effective_staged(image);
-                    let mode = match (staged, request.staged_dockerfile_version) {
-                        (false, _) => StagedMode::NonStaged,
-                        (true, StagedDockerfileVersion::V1) => StagedMode::StagedV1,
-                        (true, StagedDockerfileVersion::V2) => StagedMode::StagedV2,
-                    };
+                    let mode = staged_mode(staged, request.staged_dockerfile_version);
                     let kind = if staged {
                         ImageBuildKind::StagedDockerfile
                     } else {
@@ -519,7 +519,7 @@ fn dockerfile_stages(
                 import
                     .target_build_arg
                     .as_ref()
-                    .map(|arg| (arg.clone(), dep.image.clone(), import.kind.clone()))
+                    .map(|arg| (arg.clone(), dep.image.clone(), import.kind.to_string()))
             })
         })
         .collect();

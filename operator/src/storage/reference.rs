@@ -1,4 +1,6 @@
-//! Repository references (`registry/repository`) and tag validation.
+//! Repository references (`registry/repository`), tag validation, image references split
+//! into repository and tag, and the registries a docker.io image is read through
+//! (`spec.registryMirrors`).
 //!
 //! A stages storage, final repo, secondary repo or cache repo is written the way werf's
 //! `--repo` is: `HOST[:PORT]/PATH` (`registry.example.org/shop`, `127.0.0.1:5000/shop`).
@@ -7,6 +9,8 @@
 
 use std::fmt;
 use std::str::FromStr;
+
+use kiln_crds::werf::RegistryMirror;
 
 use super::error::StorageError;
 
@@ -237,6 +241,50 @@ pub fn is_loopback_host(registry: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// An image reference split into repository and tag or digest (`latest` when neither).
+///
+/// Errors: [`StorageError::InvalidRepo`] when the name is not a repository.
+pub fn split_reference(reference: &str) -> Result<(RepoRef, String), StorageError> {
+    let (name, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (reference, None),
+    };
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name[last_slash..].rfind(':') {
+        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
+        None => (name, None),
+    };
+    let repo = RepoRef::from_str(name)?;
+    let at = match (digest, tag) {
+        (Some(d), _) => d.to_owned(),
+        (None, Some(t)) => t.to_owned(),
+        (None, None) => "latest".to_owned(),
+    };
+    Ok((repo, at))
+}
+
+/// Where a docker.io repository is read through `mirrors` (`spec.registryMirrors`, parsed
+/// by the shared [`RegistryMirror`] rule the spec check and the builder use), in order, then
+/// from docker.io itself — the order the builder pulls in. Other registries are read
+/// directly. An entry the spec check refuses never gets here.
+pub fn mirrored_repos(repo: &RepoRef, mirrors: &[String]) -> Vec<RepoRef> {
+    let mut out = Vec::new();
+    if repo.registry() == DOCKER_HUB {
+        for mirror in mirrors.iter().filter_map(|m| RegistryMirror::parse(m).ok()) {
+            let repository = if mirror.path().is_empty() {
+                repo.repository().to_owned()
+            } else {
+                format!("{}/{}", mirror.path(), repo.repository())
+            };
+            if let Ok(r) = RepoRef::new(mirror.host(), &repository) {
+                out.push(r);
+            }
+        }
+    }
+    out.push(repo.clone());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,5 +359,49 @@ mod tests {
         assert!(is_loopback_host("[::1]:5000"));
         assert!(!is_loopback_host("10.0.0.1:5000"));
         assert!(!is_loopback_host("registry.example.org"));
+    }
+
+    #[test]
+    fn references_split_into_repository_and_tag() {
+        let (repo, at) = split_reference("busybox").unwrap();
+        assert_eq!(
+            (repo.to_string().as_str(), at.as_str()),
+            ("docker.io/library/busybox", "latest")
+        );
+        let (repo, at) = split_reference("127.0.0.1:5000/base/img:1.2").unwrap();
+        assert_eq!(
+            (repo.to_string().as_str(), at.as_str()),
+            ("127.0.0.1:5000/base/img", "1.2")
+        );
+        let digest = format!("sha256:{}", "f".repeat(64));
+        let (repo, at) = split_reference(&format!("alpine:3.20@{digest}")).unwrap();
+        assert_eq!(
+            (repo.to_string().as_str(), at.as_str()),
+            ("docker.io/library/alpine", digest.as_str())
+        );
+        assert!(split_reference("UPPER/Case").is_err());
+    }
+
+    #[test]
+    fn docker_hub_images_go_through_the_mirrors_first() {
+        let hub = RepoRef::from_str("busybox").unwrap();
+        let mirrors = vec![
+            "http://127.0.0.1:5000".to_owned(),
+            "https://mirror.example.org/hub/".to_owned(),
+        ];
+        let names: Vec<String> = mirrored_repos(&hub, &mirrors)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "127.0.0.1:5000/library/busybox",
+                "mirror.example.org/hub/library/busybox",
+                "docker.io/library/busybox",
+            ]
+        );
+        let other = RepoRef::from_str("quay.io/org/img").unwrap();
+        assert_eq!(mirrored_repos(&other, &mirrors), vec![other]);
     }
 }

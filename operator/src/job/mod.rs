@@ -1,22 +1,38 @@
-//! The job compiler, pure: from a planned image × platform, the stages the storage has and
+//! The job compiler, pure (no API, registry or lock call): from a planned image × platform, the stages the storage has and
 //! the build-time facts to the builder job of its missing stages — the one place that
 //! dispatches on the image kind (non-staged Dockerfile, staged Dockerfile, Stapel).
 
+mod dockerfile;
+pub mod secrets;
+pub mod staged;
+pub mod stapel;
+
 use std::collections::BTreeMap;
 
-use kiln_crds::ImageBuild;
-use kiln_crds::job::{
-    BuildJob, JOB_API_VERSION, ParentRef, Source, SourceAuth, StageBuild, StageJob,
-};
-use kiln_crds::werf::content_digest;
+use kiln_crds::job::{BuildJob, JOB_API_VERSION, NetworkMode, ParentRef, Source, SourceAuth};
+use kiln_crds::{ImageBuild, SpecErrors};
 
-use super::error::Error;
-use super::request::BuildRequest;
-use super::staged::StagedLookup;
-use super::{secrets, staged, stapel};
 use crate::config::ImageKind;
+use crate::digest::PlannedStage;
 use crate::plan::project::{ImageBuildKind, ImagePlan, ProjectPlan};
 use crate::pods;
+use crate::storage::StageDescription;
+
+/// Why a planned image × platform has no builder job.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The image (or one of its stages) asks for something the builder does not build yet:
+    /// the message names image, platform and stage or directive.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The spec lacks what werf.yaml asks for (a `spec.buildSecrets` entry of a werf.yaml
+    /// secret), every missing one named.
+    #[error("invalid ImageBuild spec: {0}")]
+    InvalidSpec(#[source] SpecErrors),
+    /// The plan and the stages found disagree (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
 
 /// `file` inside the repository directory `dir` (`""` and `"."` are the root).
 pub fn join_path(dir: &str, file: &str) -> String {
@@ -33,16 +49,20 @@ pub fn join_path(dir: &str, file: &str) -> String {
 pub struct JobInput<'a> {
     /// The build.
     pub ib: &'a ImageBuild,
-    /// Its parsed spec.
-    pub request: &'a BuildRequest,
+    /// The builder's network for `RUN` (the parsed `spec.network`).
+    pub network: NetworkMode,
     /// The plan of the pinned commit (with werf.yaml), after build-time facts.
     pub plan: &'a ProjectPlan,
     /// The image × platform.
     pub unit: &'a ImagePlan,
     /// Indices of the stages to build, ascending.
     pub missing: &'a [usize],
-    /// The staged stages and what the stages storage has of the unit.
-    pub staged: StagedLookup<'a>,
+    /// One entry per stage of the unit: the stage found in the stages storage, if any.
+    pub found: &'a [Option<StageDescription>],
+    /// The resolved stages of a staged Dockerfile unit (build-time facts applied).
+    pub staged_stages: Option<&'a [PlannedStage]>,
+    /// The unit's dependency build args (`dependencies[].imports[].targetBuildArg`).
+    pub dependency_args: &'a BTreeMap<String, String>,
     /// Registries reached over plain HTTP (operator settings).
     pub insecure_registries: &'a [String],
 }
@@ -55,21 +75,23 @@ pub struct JobInput<'a> {
 /// A Stapel image gets a stage per missing stage ([`stapel::stage_jobs`]), on the
 /// last stage the stages storage has.
 ///
-/// Errors: [`Error::Unsupported`] for Stapel images outside what Kiln builds and staged
+/// Errors: [`JobError::Unsupported`] for Stapel images outside what Kiln builds and staged
 /// stages the builder cannot build yet.
-pub fn build_job(input: &JobInput<'_>) -> Result<BuildJob, Error> {
+pub fn build_job(input: &JobInput<'_>) -> Result<BuildJob, JobError> {
     let JobInput {
         ib,
-        request,
+        network,
         plan,
         unit,
         missing,
-        staged,
+        found,
+        staged_stages,
+        dependency_args,
         insecure_registries,
     } = *input;
     let config = &plan.config;
     let image = config.image(&unit.name).ok_or_else(|| {
-        Error::Internal(format!("planned image {:?} not in werf.yaml", unit.name))
+        JobError::Internal(format!("planned image {:?} not in werf.yaml", unit.name))
     })?;
     let platform = unit.platform.to_string();
     let spec = &ib.spec;
@@ -91,7 +113,7 @@ pub fn build_job(input: &JobInput<'_>) -> Result<BuildJob, Error> {
         ImageKind::Stapel(_) => None,
     };
     let (stages, base_images) = if let ImageKind::Stapel(stapel) = &image.kind {
-        let stages = stapel::stage_jobs(plan, unit, stapel, missing, staged.found)?;
+        let stages = stapel::stage_jobs(plan, unit, stapel, missing, found)?;
         let base_images = stages
             .iter()
             .filter_map(|s| match &s.parent {
@@ -101,30 +123,15 @@ pub fn build_job(input: &JobInput<'_>) -> Result<BuildJob, Error> {
             .collect();
         (stages, base_images)
     } else if unit.kind == ImageBuildKind::StagedDockerfile {
-        let planned = staged.units.stages(unit).ok_or_else(|| {
-            Error::Internal(format!(
+        let planned = staged_stages.ok_or_else(|| {
+            JobError::Internal(format!(
                 "image {:?} ({platform}): staged stages were not resolved",
                 unit.name
             ))
         })?;
-        staged::stage_jobs(unit, planned, missing, staged.found)?
+        staged::stage_jobs(unit, planned, missing, found)?
     } else {
-        let stages = missing
-            .iter()
-            .map(|&i| {
-                let s = &unit.stages[i];
-                let digest = s.digest.clone().unwrap_or_default();
-                StageJob {
-                    content_digest: content_digest(&platform, &s.name, &digest, ""),
-                    name: s.name.clone(),
-                    digest,
-                    parent: ParentRef::None,
-                    build: StageBuild::Dockerfile { dockerfile: None },
-                    labels: BTreeMap::new(),
-                }
-            })
-            .collect();
-        (stages, Vec::new())
+        (dockerfile::stage_jobs(unit, missing), Vec::new())
     };
     let context = dockerfile
         .and_then(|d| d.context.clone())
@@ -150,14 +157,14 @@ pub fn build_job(input: &JobInput<'_>) -> Result<BuildJob, Error> {
             let mut args = dockerfile
                 .and_then(|d| d.args_as_strings().ok())
                 .unwrap_or_default();
-            args.extend(staged.units.dependency_args(unit));
+            args.extend(dependency_args.clone());
             args
         },
         add_hosts: dockerfile
             .map(|d| d.add_hosts().to_vec())
             .unwrap_or_default(),
         platform: Some(platform),
-        network: request.network,
+        network,
         ssh_key_paths: (0..spec.ssh_key_secret_refs.len())
             .map(pods::ssh_key_path)
             .collect(),

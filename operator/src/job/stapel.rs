@@ -1,11 +1,11 @@
-//! Stapel images in the controller: which ones Kiln builds, and the builder job of their
+//! Stapel images in the job compiler: which ones Kiln builds, and the builder job of their
 //! missing stages.
 //!
 //! Kiln builds the Stapel images whose every stage digest the plan computes exactly: an
 //! external `from` base (or `scratch`), `shell` user stages and `docker` instructions. Git
 //! mappings, `import`/`dependencies`, `fromImage`/`fromArtifact`, `fromLatest`, `imageSpec`,
 //! build-time `mount`s, `secrets` and `docker.HEALTHCHECK` are refused with
-//! [`Error::Unsupported`] naming the image and the directive.
+//! [`JobError::Unsupported`] naming the image and the directive.
 //!
 //! How each stage is built (werf's Stapel builder, reproduced with the staged build model of
 //! the job, [`kiln_crds::job`]):
@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use kiln_crds::job::{Instruction, InstructionStep, KeyValue, ParentRef, StageBuild, StageJob};
 
-use super::error::Error;
+use super::JobError;
 use crate::config::{DockerInstructions, StapelImage, StringList};
 use crate::digest::stapel::content_digest;
 use crate::digest::stapel::deps::{docker_section, next_stage_git_dependencies};
@@ -46,12 +46,12 @@ const USER_STAGES: [&str; 4] = ["beforeInstall", "install", "beforeSetup", "setu
 
 /// The stage digests of a Stapel image × platform, in build order, when Kiln builds it.
 ///
-/// Errors: [`Error::Unsupported`] naming the image and what Kiln does not build: a werf
+/// Errors: [`JobError::Unsupported`] naming the image and what Kiln does not build: a werf
 /// image it is based on or imports from (`fromImage`, `import`, `dependencies`), a stage of
 /// git mappings, imports or `imageSpec`, or a digest the plan could not compute exactly.
-pub fn unit_digests(unit: &ImagePlan) -> Result<Vec<String>, Error> {
+pub fn unit_digests(unit: &ImagePlan) -> Result<Vec<String>, JobError> {
     let unsupported =
-        |what: String| Error::Unsupported(format!("Stapel image {:?}: {what}", unit.name));
+        |what: String| JobError::Unsupported(format!("Stapel image {:?}: {what}", unit.name));
     if let Some((image, relation)) = unit.depends_on.first() {
         return Err(unsupported(format!(
             "{relation} {image:?} is not built by Kiln yet (only external `from` bases)"
@@ -91,8 +91,8 @@ pub fn unit_digests(unit: &ImagePlan) -> Result<Vec<String>, Error> {
 /// Refuses the directives of a Stapel image that change how it is built but that Kiln does
 /// not build yet (see the module docs).
 ///
-/// Errors: [`Error::Unsupported`] naming the image and the directive.
-pub fn check_supported(name: &str, image: &StapelImage) -> Result<(), Error> {
+/// Errors: [`JobError::Unsupported`] naming the image and the directive.
+pub fn check_supported(name: &str, image: &StapelImage) -> Result<(), JobError> {
     let refused = [
         (!image.git.is_empty(), "git mappings"),
         (!image.import.is_empty(), "import"),
@@ -113,7 +113,7 @@ pub fn check_supported(name: &str, image: &StapelImage) -> Result<(), Error> {
         ),
     ];
     match refused.iter().find(|(present, _)| *present) {
-        Some((_, what)) => Err(Error::Unsupported(format!(
+        Some((_, what)) => Err(JobError::Unsupported(format!(
             "Stapel image {name:?}: {what} is not built by Kiln yet"
         ))),
         None => Ok(()),
@@ -125,15 +125,15 @@ pub fn check_supported(name: &str, image: &StapelImage) -> Result<(), Error> {
 /// before it in the job, else the one the stages storage has (`found`, one entry per stage).
 /// The `from` stage is built on the external base `from` (`scratch` when absent).
 ///
-/// Errors: [`Error::Unsupported`] (see [`check_supported`], [`unit_digests`]);
-/// [`Error::Internal`] when the plan and `found` disagree.
+/// Errors: [`JobError::Unsupported`] (see [`check_supported`], [`unit_digests`]);
+/// [`JobError::Internal`] when the plan and `found` disagree.
 pub fn stage_jobs(
     plan: &ProjectPlan,
     unit: &ImagePlan,
     image: &StapelImage,
     missing: &[usize],
     found: &[Option<StageDescription>],
-) -> Result<Vec<StageJob>, Error> {
+) -> Result<Vec<StageJob>, JobError> {
     check_supported(&unit.name, image)?;
     let digests = unit_digests(unit)?;
     let platform = unit.platform.to_string();
@@ -145,7 +145,7 @@ pub fn stage_jobs(
             .stages
             .get(i)
             .zip(digests.get(i))
-            .ok_or_else(|| Error::Internal(format!("{}: no stage {i}", unit.name)))?;
+            .ok_or_else(|| JobError::Internal(format!("{}: no stage {i}", unit.name)))?;
         let name = stage.name.as_str();
         let parent = if name == "from" {
             ParentRef::Image {
@@ -164,7 +164,7 @@ pub fn stage_jobs(
                     reference: previous.image_name(),
                 },
                 None => {
-                    return Err(Error::Internal(format!(
+                    return Err(JobError::Internal(format!(
                         "Stapel image {:?}: the stage before {name} is neither found nor built in this job",
                         unit.name
                     )));
@@ -179,19 +179,19 @@ pub fn stage_jobs(
             "setup" => run_stage(&shell.setup, &env),
             "dockerInstructions" => {
                 let docker = image.docker.as_ref().ok_or_else(|| {
-                    Error::Internal(format!(
+                    JobError::Internal(format!(
                         "Stapel image {:?}: a dockerInstructions stage without `docker`",
                         unit.name
                     ))
                 })?;
                 StageBuild::Instructions {
                     steps: docker_steps(docker).map_err(|m| {
-                        Error::Unsupported(format!("Stapel image {:?}: {m}", unit.name))
+                        JobError::Unsupported(format!("Stapel image {:?}: {m}", unit.name))
                     })?,
                 }
             }
             other => {
-                return Err(Error::Unsupported(format!(
+                return Err(JobError::Unsupported(format!(
                     "Stapel image {:?}: stage {other} is not built by Kiln yet",
                     unit.name
                 )));
@@ -218,12 +218,12 @@ pub fn stage_jobs(
 /// werf's commit environment of Stapel containers: `WERF_COMMIT_HASH` (40 hex),
 /// `WERF_COMMIT_TIME_HUMAN` (Go's `time.Time.String()` in UTC, `2024-05-01 12:00:00 +0000
 /// UTC`) and `WERF_COMMIT_TIME_UNIX` (seconds).
-fn commit_env(plan: &ProjectPlan) -> Result<Vec<KeyValue>, Error> {
-    let seconds = plan
-        .commit_time_unix
-        .ok_or_else(|| Error::Internal(format!("the time of commit {} is unknown", plan.commit)))?;
+fn commit_env(plan: &ProjectPlan) -> Result<Vec<KeyValue>, JobError> {
+    let seconds = plan.commit_time_unix.ok_or_else(|| {
+        JobError::Internal(format!("the time of commit {} is unknown", plan.commit))
+    })?;
     let time = k8s_openapi::jiff::Timestamp::from_second(seconds)
-        .map_err(|e| Error::Internal(format!("commit {} time {seconds}: {e}", plan.commit)))?;
+        .map_err(|e| JobError::Internal(format!("commit {} time {seconds}: {e}", plan.commit)))?;
     let kv = |name: &str, value: String| KeyValue {
         name: name.to_owned(),
         value,
@@ -472,7 +472,7 @@ docker:
         assert_eq!(jobs[1].parent, ParentRef::Previous);
         // Nothing found before a missing stage: the plan and the lookup disagree.
         let err = stage_jobs(&plan, unit, stapel(&plan), &[2], &[]).unwrap_err();
-        assert!(matches!(err, Error::Internal(_)), "{err}");
+        assert!(matches!(err, JobError::Internal(_)), "{err}");
     }
 
     #[test]

@@ -116,14 +116,28 @@ pub async fn observe_unit(pass: &Pass<'_>, unit: &ImagePlan) -> Result<UnitView,
         ..UnitView::default()
     };
     let missing = view.missing();
+    let platform = unit.platform.to_string();
     if missing.is_empty() {
+        // Every stage is in the stages storage, yet our pod that pushed the last of them
+        // may not have exited: its termination message is what the report reads, so
+        // `decide` waits for it (no other build can have published stages under our locks).
+        let digests: Vec<String> = view.digests.iter().flatten().cloned().collect();
+        if let Some(pod) = building_pod_for(&pass.ours, &unit.name, &platform, &digests) {
+            let outcome = pod_outcome(pod);
+            if outcome == PodOutcome::Running {
+                view.own_pod = Some(OwnPod {
+                    name: pod.name_any(),
+                    outcome,
+                    fresh_found: None,
+                });
+            }
+        }
         return Ok(view);
     }
     let missing_digests: Vec<String> = missing
         .iter()
         .filter_map(|&i| view.digests[i].clone())
         .collect();
-    let platform = unit.platform.to_string();
     let pod_name = builder_pod_name(
         &pass.ib.name_any(),
         &pass.uid,
@@ -167,16 +181,24 @@ fn our_pod_for<'a>(
     platform: &str,
     missing_digests: &[String],
 ) -> Option<&'a Pod> {
-    ours.get(pod_name).or_else(|| {
-        ours.values().find(|p| {
-            let a = p.annotations();
-            a.get(ANNOTATION_IMAGE).map(String::as_str) == Some(image)
-                && a.get(ANNOTATION_PLATFORM).map(String::as_str) == Some(platform)
-                && p.metadata.deletion_timestamp.is_none()
-                && pod_stage_digests(p)
-                    .iter()
-                    .any(|d| missing_digests.contains(d))
-        })
+    ours.get(pod_name)
+        .or_else(|| building_pod_for(ours, image, platform, missing_digests))
+}
+
+/// Our builder pod of an image × platform, not being deleted, created to build at least one
+/// of `digests`.
+fn building_pod_for<'a>(
+    ours: &'a HashMap<String, Pod>,
+    image: &str,
+    platform: &str,
+    digests: &[String],
+) -> Option<&'a Pod> {
+    ours.values().find(|p| {
+        let a = p.annotations();
+        a.get(ANNOTATION_IMAGE).map(String::as_str) == Some(image)
+            && a.get(ANNOTATION_PLATFORM).map(String::as_str) == Some(platform)
+            && p.metadata.deletion_timestamp.is_none()
+            && pod_stage_digests(p).iter().any(|d| digests.contains(d))
     })
 }
 

@@ -52,6 +52,7 @@ async fn every_rendered_object_passes_server_side_dry_run() -> anyhow::Result<()
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "Deployment",
+            "Lease",
             "Role",
             "RoleBinding",
             "Service",

@@ -64,6 +64,7 @@ metadata:
 YAML
 render templates/deployment.yaml "$out/manager/deployment.yaml"
 render templates/service.yaml "$out/manager/metrics_service.yaml"
+render templates/lease.yaml "$out/manager/lease.yaml"
 cat >"$out/manager/kustomization.yaml" <<'YAML'
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -71,6 +72,7 @@ resources:
   - namespace.yaml
   - deployment.yaml
   - metrics_service.yaml
+  - lease.yaml
 YAML
 
 cat >"$out/kustomization.yaml" <<'YAML'

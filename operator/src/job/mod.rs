@@ -44,6 +44,25 @@ pub fn join_path(dir: &str, file: &str) -> String {
     }
 }
 
+/// The parent of stage `i`, the `k`-th stage this job builds (`missing[k] == i`), when the
+/// stage has no base of its own: the stage this job built just before it, else the stage
+/// before it as found in the stages storage; `None` when it is neither (a bug in the plan).
+/// Shared by staged Dockerfile and Stapel stage jobs: each stage is built on the one before.
+pub fn previous_stage_parent(
+    i: usize,
+    k: usize,
+    missing: &[usize],
+    found: &[Option<StageDescription>],
+) -> Option<ParentRef> {
+    if k > 0 && missing[k - 1] + 1 == i {
+        return Some(ParentRef::Previous);
+    }
+    let previous = found.get(i.checked_sub(1)?)?.as_ref()?;
+    Some(ParentRef::Stage {
+        reference: previous.image_name(),
+    })
+}
+
 /// What the job of one image × platform is compiled from.
 #[derive(Debug, Clone, Copy)]
 pub struct JobInput<'a> {
@@ -191,5 +210,26 @@ mod tests {
         assert_eq!(join_path("", "Dockerfile"), "Dockerfile");
         assert_eq!(join_path("frontend/", "Dockerfile"), "frontend/Dockerfile");
         assert_eq!(join_path(".", "Dockerfile"), "Dockerfile");
+    }
+
+    #[test]
+    fn a_stage_is_built_on_the_one_before_it_in_the_job_else_on_the_one_found() {
+        let digest = "a".repeat(56);
+        let stage = staged::tests::found(&digest, 1);
+        let found = vec![Some(stage.clone()), None, None];
+        // Stages 1 and 2 are built: 1 on the found stage 0, 2 on 1 from this job.
+        assert_eq!(
+            previous_stage_parent(1, 0, &[1, 2], &found),
+            Some(ParentRef::Stage {
+                reference: stage.image_name()
+            })
+        );
+        assert_eq!(
+            previous_stage_parent(2, 1, &[1, 2], &found),
+            Some(ParentRef::Previous)
+        );
+        // Stage 2 alone, with stage 1 neither found nor in the job: no parent.
+        assert_eq!(previous_stage_parent(2, 0, &[2], &found), None);
+        assert_eq!(previous_stage_parent(0, 0, &[0], &found), None);
     }
 }

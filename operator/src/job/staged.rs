@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use kiln_crds::job::{Instruction, ParentRef, StageBuild, StageJob};
 use kiln_crds::werf::content_digest;
 
-use super::JobError;
+use super::{JobError, previous_stage_parent};
 use crate::digest::PlannedStage;
 use crate::digest::staged::{StageBase, StagedStep};
 use crate::plan::project::ImagePlan;
@@ -66,23 +66,12 @@ pub fn stage_jobs(
             Some(StageBase::Stage { image_name, .. }) => ParentRef::Stage {
                 reference: image_name.clone(),
             },
-            None if i > 0 && k > 0 && missing[k - 1] == i - 1 => ParentRef::Previous,
-            None => match i
-                .checked_sub(1)
-                .and_then(|p| found.get(p))
-                .cloned()
-                .flatten()
-            {
-                Some(previous) => ParentRef::Stage {
-                    reference: previous.image_name(),
-                },
-                None => {
-                    return Err(JobError::Internal(format!(
-                        "{}: the stage before it is neither found nor built in this job",
-                        at(i)
-                    )));
-                }
-            },
+            None => previous_stage_parent(i, k, missing, found).ok_or_else(|| {
+                JobError::Internal(format!(
+                    "{}: the stage before it is neither found nor built in this job",
+                    at(i)
+                ))
+            })?,
         };
         let build = match &build.step {
             StagedStep::From => StageBuild::From,

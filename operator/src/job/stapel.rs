@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use kiln_crds::job::{Instruction, InstructionStep, KeyValue, ParentRef, StageBuild, StageJob};
 
-use super::JobError;
+use super::{JobError, previous_stage_parent};
 use crate::config::{DockerInstructions, StapelImage, StringList};
 use crate::digest::stapel::content_digest;
 use crate::digest::stapel::deps::{docker_section, next_stage_git_dependencies};
@@ -151,25 +151,13 @@ pub fn stage_jobs(
             ParentRef::Image {
                 reference: image.from.clone().unwrap_or_else(|| "scratch".into()),
             }
-        } else if k > 0 && missing[k - 1] + 1 == i {
-            ParentRef::Previous
         } else {
-            match i
-                .checked_sub(1)
-                .and_then(|p| found.get(p))
-                .cloned()
-                .flatten()
-            {
-                Some(previous) => ParentRef::Stage {
-                    reference: previous.image_name(),
-                },
-                None => {
-                    return Err(JobError::Internal(format!(
-                        "Stapel image {:?}: the stage before {name} is neither found nor built in this job",
-                        unit.name
-                    )));
-                }
-            }
+            previous_stage_parent(i, k, missing, found).ok_or_else(|| {
+                JobError::Internal(format!(
+                    "Stapel image {:?}: the stage before {name} is neither found nor built in this job",
+                    unit.name
+                ))
+            })?
         };
         let build = match name {
             "from" => StageBuild::From,
